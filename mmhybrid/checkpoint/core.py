@@ -1,0 +1,315 @@
+"""Recognising, converting and loading the authors' released checkpoints.
+
+Every family registers one :class:`FamilyConverter`: a ``detect`` predicate over state-dict
+keys and a pure ``convert`` function ``state_dict -> (state_dict, ConversionReport)`` that is
+idempotent (converting an already converted state dict changes nothing). The CLI
+(``tools/convert_checkpoint.py``), ``init_cfg=dict(type='Pretrained', ...)`` and the tests all go
+through the functions of this module.
+"""
+import hashlib
+import os
+import re
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from .safe_load import CheckpointLoadError, load_foreign_checkpoint
+
+StateDict = Dict[str, torch.Tensor]
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not belong to the model (family, arch or shapes differ)."""
+
+
+def summarize_keys(keys: Sequence[str], limit: int = 6) -> str:
+    """Folds block indices (``stages.0.blocks.3.x`` → ``stages.0.blocks.*.x``) for a report."""
+    folded: Dict[str, int] = OrderedDict()
+    for key in keys:
+        pattern = re.sub(r'\.\d+(?=\.|$)', '.*', key)
+        folded[pattern] = folded.get(pattern, 0) + 1
+    items = [f'{p} (x{n})' if n > 1 else p for p, n in folded.items()]
+    if len(items) > limit:
+        items = items[:limit] + [f'... {len(items) - limit} more patterns']
+    return ', '.join(items) if items else '-'
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion and a load did to the keys of a checkpoint."""
+    family: str = ''
+    dropped: List[str] = field(default_factory=list)
+    renamed: int = 0
+    unmatched: List[str] = field(default_factory=list)
+    resized: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    new_keys: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every key was placed and every model key was filled."""
+        return not (self.unmatched or self.missing or self.unexpected)
+
+    def format(self) -> str:
+        lines = [f'checkpoint family: {self.family or "?"}; renamed {self.renamed} keys']
+        for title, keys in (('dropped', self.dropped), ('resized', self.resized),
+                            ('newly initialised', self.new_keys),
+                            ('unmatched (not understood)', self.unmatched),
+                            ('missing in checkpoint', self.missing),
+                            ('unexpected in checkpoint', self.unexpected)):
+            if keys:
+                lines.append(f'  {title} [{len(keys)}]: {summarize_keys(keys)}')
+        return '\n'.join(lines)
+
+
+@dataclass(frozen=True)
+class FamilyConverter:
+    """How to recognise and convert the checkpoints of one family.
+
+    Attributes:
+        family: Family name (``'van'``); a backbone class names it in ``family``.
+        model_type: Registered backbone name (``'VAN'``).
+        detect: True when a (prefix-stripped) state dict belongs to this family, in the
+            official layout or in mmhybrid's own.
+        convert: Pure, idempotent function ``state_dict -> (state_dict, report)``.
+        adapt: Optional ``(state_dict, model) -> resized keys``: shape adaptation that needs
+            the target model (e.g. resizing position biases to another pretrain size).
+    """
+    family: str
+    model_type: str
+    detect: Callable[[Mapping[str, Any]], bool]
+    convert: Callable[[Mapping[str, torch.Tensor]], Tuple[StateDict, ConversionReport]]
+    adapt: Optional[Callable[[StateDict, nn.Module], List[str]]] = None
+
+
+CONVERTERS: Dict[str, FamilyConverter] = OrderedDict()
+
+
+def register_converter(converter: FamilyConverter) -> FamilyConverter:
+    CONVERTERS[converter.family] = converter
+    return converter
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) for k in obj) and any(
+            isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def unwrap_state_dict(obj: Any,
+                      wrapper_keys: Sequence[str] = ('state_dict', 'model', 'model_ema',
+                                                     'module')) -> StateDict:
+    """Finds the state dict inside a checkpoint object (``{'model': sd}``, plain ``sd``...).
+
+    Raises:
+        CheckpointLoadError: No state dict of tensors could be found.
+    """
+    if isinstance(obj, Mapping):
+        for key in wrapper_keys:
+            if key in obj and _is_state_dict(obj[key]):
+                obj = obj[key]
+                break
+    if not _is_state_dict(obj):
+        keys = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointLoadError(f'no state dict of tensors found in the checkpoint '
+                                  f'(top-level: {keys})')
+    return OrderedDict((k, v) for k, v in obj.items() if isinstance(v, torch.Tensor))
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor],
+                 prefix: Optional[str] = None) -> Tuple[StateDict, List[str]]:
+    """Removes ``module.`` (DDP) and selects the ``backbone.`` part of detector/classifier files.
+
+    Returns the stripped state dict and the keys that were left out (other components).
+    """
+    sd = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
+                     for k, v in state_dict.items())
+    if prefix is None and any(k.startswith('backbone.') for k in sd):
+        prefix = 'backbone.'
+    if not prefix:
+        return sd, []
+    if not prefix.endswith('.'):
+        prefix += '.'
+    selected = OrderedDict((k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
+    if not selected:
+        raise CheckpointMismatchError(f'no key of the checkpoint starts with {prefix!r}')
+    return selected, [k for k in sd if not k.startswith(prefix)]
+
+
+def detect_family(state_dict: Mapping[str, Any]) -> Optional[str]:
+    """Name of the family whose converter recognises ``state_dict`` (``None`` if none)."""
+    _ensure_converters()
+    for name, converter in CONVERTERS.items():
+        if converter.detect(state_dict):
+            return name
+    return None
+
+
+def _ensure_converters() -> None:
+    # The family modules register themselves on import.
+    from . import van  # noqa: F401
+
+
+def get_converter(family: str) -> FamilyConverter:
+    _ensure_converters()
+    if family not in CONVERTERS:
+        raise ValueError(f'unknown checkpoint family {family!r}; known: {list(CONVERTERS)}')
+    return CONVERTERS[family]
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor],
+                       family: str = 'auto') -> Tuple[StateDict, ConversionReport]:
+    """Converts an (unwrapped, prefix-stripped) official state dict to mmhybrid's layout."""
+    detected = detect_family(state_dict)
+    if family == 'auto':
+        if detected is None:
+            raise CheckpointMismatchError(
+                f'the checkpoint is not recognised as any supported family '
+                f'({list(CONVERTERS)}); its keys look like: {summarize_keys(list(state_dict))}')
+        family = detected
+    elif detected is not None and detected != family:
+        raise CheckpointMismatchError(f'the checkpoint looks like a {detected!r} checkpoint, '
+                                      f'not {family!r}')
+    elif detected is None:
+        raise CheckpointMismatchError(
+            f'the checkpoint is not recognised as a {family!r} checkpoint; its keys look '
+            f'like: {summarize_keys(list(state_dict))}')
+    sd, report = get_converter(family).convert(state_dict)
+    report.family = family
+    return sd, report
+
+
+def read_checkpoint(path: str, prefix: Optional[str] = None) -> Tuple[StateDict, List[str]]:
+    """Safely loads a file, unwraps and strips it: ``(state_dict, keys of other components)``."""
+    if isinstance(path, str) and path.startswith(('http://', 'https://')):
+        path = _download(path)
+    return strip_prefix(unwrap_state_dict(load_foreign_checkpoint(path)), prefix)
+
+
+def _download(url: str) -> str:
+    hub_dir = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    os.makedirs(hub_dir, exist_ok=True)
+    dst = os.path.join(hub_dir, os.path.basename(url.split('?')[0]))
+    if not os.path.exists(dst):
+        torch.hub.download_url_to_file(url, dst)
+    return dst
+
+
+def compare_with_model(state_dict: Mapping[str, torch.Tensor], model: nn.Module,
+                       report: ConversionReport) -> List[str]:
+    """Fills ``missing``/``unexpected``/``new_keys`` of ``report``; returns shape mismatches."""
+    target = model.state_dict()
+    new_keys = set(new_parameter_keys(model))
+    report.unexpected = [k for k in state_dict if k not in target]
+    report.missing = [k for k in target if k not in state_dict and k not in new_keys]
+    report.new_keys = [k for k in target if k not in state_dict and k in new_keys]
+    return [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}'
+            for k, v in state_dict.items() if k in target and v.shape != target[k].shape]
+
+
+def new_parameter_keys(model: nn.Module) -> List[str]:
+    """Keys the model adds on top of the pretrained trunk (e.g. per-output norms)."""
+    out_norms = getattr(model, 'out_norms', None)
+    keys = [f'out_norms.{k}' for k in out_norms.state_dict()] if out_norms is not None else []
+    extra = getattr(model, 'extra_new_keys', None)
+    return keys + (list(extra()) if callable(extra) else [])
+
+
+def match_arch(model_cls: type, state_dict: Mapping[str, torch.Tensor]) -> List[str]:
+    """Names of the ``arch_zoo`` variants whose keys and shapes equal the state dict's."""
+    matches = []
+    for name in model_cls.arch_zoo:
+        with torch.device('meta'):
+            model = model_cls(arch=name)
+        report = ConversionReport()
+        mismatched = compare_with_model(state_dict, model, report)
+        if not (mismatched or report.missing or report.unexpected):
+            matches.append(name)
+    return matches
+
+
+def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                   report: ConversionReport) -> ConversionReport:
+    """Loads an mmhybrid-layout state dict into ``model``, refusing partial or wrong loads."""
+    converter = CONVERTERS.get(getattr(model, 'family', ''))
+    state_dict = OrderedDict(state_dict)
+    if converter is not None and converter.adapt is not None:
+        report.resized += converter.adapt(state_dict, model)
+    mismatched = compare_with_model(state_dict, model, report)
+    if mismatched or report.unexpected or report.missing:
+        arch = getattr(model, 'arch_name', '?')
+        hint = ''
+        try:
+            matches = match_arch(type(model), state_dict)
+            if matches:
+                hint = f' The checkpoint matches arch {matches} instead.'
+        except Exception:  # noqa: BLE001 - the hint is best effort
+            pass
+        problems = []
+        if mismatched:
+            problems.append(f'{len(mismatched)} shape mismatches, e.g. {mismatched[:3]}')
+        if report.unexpected:
+            problems.append(f'{len(report.unexpected)} keys the model does not have: '
+                            f'{summarize_keys(report.unexpected)}')
+        if report.missing:
+            problems.append(f'{len(report.missing)} model keys absent from the checkpoint: '
+                            f'{summarize_keys(report.missing)}')
+        raise CheckpointMismatchError(
+            f'checkpoint does not fit {type(model).__name__}(arch={arch!r}): '
+            + '; '.join(problems) + '.' + hint)
+    model.load_state_dict(state_dict, strict=False)
+    return report
+
+
+def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
+                    logger: Any = 'current') -> ConversionReport:
+    """Loads an official (or converted) checkpoint file into an mmhybrid backbone.
+
+    The file is read without executing code, unwrapped, recognised, converted in memory and
+    loaded; a checkpoint of another family or arch is an error. A one-screen report is logged.
+    """
+    from mmengine.logging import print_log
+    family = getattr(model, 'family', '')
+    state_dict, others = read_checkpoint(path, prefix)
+    try:
+        state_dict, report = convert_state_dict(state_dict, family)
+    except CheckpointMismatchError as error:
+        raise CheckpointMismatchError(f'{path}: {error} (model: {type(model).__name__})') \
+            from error
+    if others:
+        report.dropped = others + report.dropped
+    try:
+        load_converted(model, state_dict, report)
+    except CheckpointMismatchError as error:
+        raise CheckpointMismatchError(f'{path}: {error}') from error
+    print_log(f'Loaded {path} into {type(model).__name__}'
+              f'(arch={getattr(model, "arch_name", "?")!r})\n{report.format()}', logger=logger)
+    return report
+
+
+def save_state_dict(state_dict: Mapping[str, torch.Tensor], dst: str) -> str:
+    """Writes a plain tensor state dict atomically; returns its sha256."""
+    dst = os.path.abspath(dst)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(dst) + '.',
+                               dir=os.path.dirname(dst))
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(OrderedDict((k, v.contiguous()) for k, v in state_dict.items()), f)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = hashlib.sha256()
+        with open(tmp, 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                digest.update(chunk)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return digest.hexdigest()

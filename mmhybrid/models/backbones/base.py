@@ -1,0 +1,265 @@
+"""The backbone contract shared by every mmhybrid family (DESIGN.md §2)."""
+import copy
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..layers import LayerNorm2d
+
+# The four-stage pyramid every family produces.
+NUM_STAGES = 4
+
+
+def build_out_norm(cfg: Dict[str, Any], num_channels: int) -> nn.Module:
+    """Builds a norm for an NCHW output map; ``LN`` means LayerNorm over channels."""
+    cfg = dict(cfg)
+    if cfg.get('type') in ('LN', 'LN2d', 'LayerNorm', 'LayerNorm2d'):
+        return LayerNorm2d(num_channels, eps=cfg.get('eps', 1e-6))
+    return build_norm_layer(cfg, num_channels)[1]
+
+
+class HybridBackbone(BaseModule):
+    """Base class implementing the mmhybrid backbone contract once.
+
+    A subclass declares its variants in ``arch_zoo``, calls ``super().__init__`` first, builds
+    ``self.stem`` (a module or ``None``) and ``self.stages`` (an ``nn.ModuleList`` of
+    ``NUM_STAGES`` modules, each mapping an NCHW map to the next NCHW map, downsampling
+    included), then calls :meth:`_finish_build` with the channels of the four stage outputs.
+
+    Args:
+        arch: A name from the class's ``arch_zoo`` (or ``arch_aliases``), or a dict with at
+            least the keys of ``arch_keys``.
+        out_indices: Stages whose outputs are returned; negative values count from the end.
+        frozen_stages: ``-1`` freezes nothing; ``k >= 0`` freezes the stem and stages ``0..k``
+            (parameters stop receiving gradients, norm layers stay in eval mode).
+        norm_eval: Keep every BatchNorm in eval mode during training (frozen statistics).
+        with_cp: Activation checkpointing: ``True`` for every stage, or a sequence of the stage
+            indices to checkpoint. Outputs and gradients are unchanged; memory is traded for
+            compute.
+        drop_path_rate: Stochastic depth rate of the last block; it rises linearly from 0 over
+            all blocks.
+        out_norm_cfg: A norm config (``dict(type='LN', eps=1e-6)``, ``dict(type='BN')``, ...)
+            for a newly initialised norm on each returned output, or ``None`` for raw outputs.
+        init_cfg: mmengine initialisation config. ``dict(type='Pretrained', checkpoint=PATH)``
+            accepts the authors' released ImageNet file directly (converted in memory).
+    """
+
+    arch_zoo: ClassVar[Dict[str, Dict[str, Any]]] = {}
+    arch_aliases: ClassVar[Dict[str, str]] = {}
+    # Keys a custom ``arch`` dict must define, and optional keys with their defaults.
+    arch_keys: ClassVar[Tuple[str, ...]] = ()
+    arch_defaults: ClassVar[Dict[str, Any]] = {}
+    # Name of the checkpoint converter family (see ``mmhybrid.checkpoint``).
+    family: ClassVar[str] = ''
+    in_channels: int = 3
+
+    def __init__(self,
+                 arch: Union[str, Dict[str, Any]],
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: Union[bool, Sequence[int]] = False,
+                 drop_path_rate: float = 0.,
+                 out_norm_cfg: Optional[Dict[str, Any]] = None,
+                 init_cfg: Optional[Union[Dict[str, Any], List[Dict[str, Any]]]] = None
+                 ) -> None:
+        super().__init__(init_cfg=copy.deepcopy(init_cfg))
+        self.arch_name, self.arch_settings = self.parse_arch(arch)
+        self.out_indices = self._parse_out_indices(out_indices)
+        self.frozen_stages = self._parse_frozen_stages(frozen_stages)
+        self.norm_eval = bool(norm_eval)
+        self.cp_stages = self._parse_with_cp(with_cp)
+        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) \
+                or not 0. <= drop_path_rate < 1.:
+            raise ValueError(f'drop_path_rate must be a number in [0, 1), got {drop_path_rate!r}')
+        self.drop_path_rate = float(drop_path_rate)
+        self.out_norm_cfg = copy.deepcopy(out_norm_cfg)
+        self.stem: Optional[nn.Module] = None
+        self.stages = nn.ModuleList()
+
+    # ------------------------------------------------------------------ argument parsing
+    @classmethod
+    def parse_arch(cls, arch: Union[str, Dict[str, Any]]) -> Tuple[str, Dict[str, Any]]:
+        """Returns ``(name, settings)`` for an arch name or a custom arch dict."""
+        if isinstance(arch, str):
+            key = arch.lower()
+            key = cls.arch_aliases.get(key, key)
+            if key not in cls.arch_zoo:
+                names = sorted(cls.arch_zoo) + sorted(cls.arch_aliases)
+                raise ValueError(f'Unknown {cls.__name__} arch {arch!r}; choose one of '
+                                 f'{names} or pass a dict with keys {list(cls.arch_keys)}.')
+            settings = {**copy.deepcopy(cls.arch_defaults), **copy.deepcopy(cls.arch_zoo[key])}
+            return key, settings
+        if isinstance(arch, dict):
+            missing = [k for k in cls.arch_keys if k not in arch]
+            if missing:
+                raise ValueError(f'Custom {cls.__name__} arch is missing keys {missing}; '
+                                 f'required: {list(cls.arch_keys)}, optional: '
+                                 f'{sorted(cls.arch_defaults)}.')
+            known = set(cls.arch_keys) | set(cls.arch_defaults)
+            unknown = sorted(k for k in arch if k not in known)
+            if unknown:
+                raise ValueError(f'Custom {cls.__name__} arch has unknown keys {unknown}; '
+                                 f'known keys: {sorted(known)}.')
+            settings = {**copy.deepcopy(cls.arch_defaults), **copy.deepcopy(dict(arch))}
+            cls.validate_arch(settings)
+            return 'custom', settings
+        raise TypeError(f'{cls.__name__} arch must be a str or a dict, got {type(arch).__name__}')
+
+    @classmethod
+    def validate_arch(cls, settings: Dict[str, Any]) -> None:
+        """Checks a custom arch: every list-valued setting has one entry per stage."""
+        for key, value in settings.items():
+            if isinstance(value, (list, tuple)) and len(value) != NUM_STAGES:
+                raise ValueError(f'{cls.__name__} arch[{key!r}] must have {NUM_STAGES} '
+                                 f'entries (one per stage), got {list(value)}')
+
+    @staticmethod
+    def _parse_out_indices(out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise ValueError(f'out_indices must be a non-empty sequence of stage indices, '
+                             f'got {out_indices!r}')
+        result = []
+        for index in out_indices:
+            if isinstance(index, bool) or not isinstance(index, int) \
+                    or not -NUM_STAGES <= index < NUM_STAGES:
+                raise ValueError(f'out_indices entry {index!r} is not a stage index: use '
+                                 f'0..{NUM_STAGES - 1} or -{NUM_STAGES}..-1')
+            result.append(index % NUM_STAGES)
+        if len(set(result)) != len(result):
+            raise ValueError(f'out_indices {list(out_indices)} name a stage twice')
+        return tuple(sorted(result))
+
+    @staticmethod
+    def _parse_frozen_stages(frozen_stages: int) -> int:
+        if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) \
+                or not -1 <= frozen_stages < NUM_STAGES:
+            raise ValueError(f'frozen_stages must be -1 (none) or a stage index '
+                             f'0..{NUM_STAGES - 1}, got {frozen_stages!r}')
+        return frozen_stages
+
+    @staticmethod
+    def _parse_with_cp(with_cp: Union[bool, Sequence[int]]) -> Tuple[bool, ...]:
+        if isinstance(with_cp, bool):
+            return (with_cp, ) * NUM_STAGES
+        if isinstance(with_cp, Sequence) and all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < NUM_STAGES
+                for i in with_cp):
+            return tuple(i in with_cp for i in range(NUM_STAGES))
+        raise ValueError(f'with_cp must be a bool or a sequence of stage indices '
+                         f'0..{NUM_STAGES - 1}, got {with_cp!r}')
+
+    def drop_path_rates(self, depths: Sequence[int]) -> List[List[float]]:
+        """Per-stage drop-path rates, rising linearly from 0 to ``drop_path_rate``."""
+        total = sum(depths)
+        step = self.drop_path_rate / (total - 1) if total > 1 else 0.
+        rates = [i * step for i in range(total)]
+        result, start = [], 0
+        for depth in depths:
+            result.append(rates[start:start + depth])
+            start += depth
+        return result
+
+    # ------------------------------------------------------------------ build
+    def _finish_build(self, stage_channels: Sequence[int]) -> None:
+        """Records the output contract, builds per-output norms and applies freezing."""
+        if len(self.stages) != NUM_STAGES:
+            raise RuntimeError(f'{type(self).__name__} built {len(self.stages)} stages, '
+                               f'expected {NUM_STAGES}')
+        self.stage_channels = tuple(int(c) for c in stage_channels)
+        self.stage_strides = (4, 8, 16, 32)
+        self.out_channels = tuple(self.stage_channels[i] for i in self.out_indices)
+        self.out_strides = tuple(self.stage_strides[i] for i in self.out_indices)
+        if self.out_norm_cfg is not None:
+            self.out_norms = nn.ModuleDict({
+                str(i): build_out_norm(self.out_norm_cfg, self.stage_channels[i])
+                for i in self.out_indices
+            })
+        else:
+            self.out_norms = None
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'{type(self).__name__} expects a tensor, got {type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError(f'{type(self).__name__} expects a 4-D NCHW image batch, got a '
+                             f'{x.dim()}-D tensor of shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'{type(self).__name__} expects {self.in_channels} input '
+                             f'channels, got shape {tuple(x.shape)} (is the batch NCHW?)')
+        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f'{type(self).__name__} got an empty batch or image: shape '
+                             f'{tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise TypeError(f'{type(self).__name__} expects a floating point image, got '
+                            f'{x.dtype}')
+
+    def stage_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Raw outputs of all four stages (no per-output norms), e.g. for parity checks."""
+        self._check_input(x)
+        if self.stem is not None:
+            x = self.stem(x)
+        outs = []
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x)
+        return tuple(outs)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Returns the NCHW maps of ``out_indices`` (strides ``out_strides``)."""
+        self._check_input(x)
+        if self.stem is not None:
+            x = self.stem(x)
+        outs = []
+        last = self.out_indices[-1]
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(self.out_norms[str(i)](x) if self.out_norms is not None else x)
+            if i == last:
+                break
+        return tuple(outs)
+
+    # ------------------------------------------------------------------ train / freeze
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        modules = [self.stem] if self.stem is not None else []
+        modules += list(self.stages[:self.frozen_stages + 1])
+        if self.out_norms is not None:
+            modules += [m for k, m in self.out_norms.items() if int(k) <= self.frozen_stages]
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'HybridBackbone':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        """Loads an official or converted checkpoint given as ``init_cfg=Pretrained``."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from mmhybrid.checkpoint import load_pretrained
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+            return
+        super().init_weights()

@@ -1,0 +1,24 @@
+"""Normalisation layers for NCHW feature maps."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channel dimension of an NCHW tensor.
+
+    Numerically the same as flattening the map to ``(B, H*W, C)`` tokens and applying
+    ``nn.LayerNorm(C)``, which is how the official codes write it.
+
+    Args:
+        num_channels: Number of channels ``C``.
+        eps: Added to the variance for numerical stability.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__(num_channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)

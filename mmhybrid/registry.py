@@ -1,0 +1,12 @@
+"""mmhybrid's registries: children of mmengine's root registries.
+
+Configs refer to our backbones as ``type='mmhybrid.VAN'``; mmdet's and mmseg's ``MODELS`` find
+them through this child registry (scope ``mmhybrid``), which imports ``mmhybrid.models`` on demand.
+"""
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmhybrid',
+                  locations=['mmhybrid.models'])
+
+__all__ = ['MODELS']
