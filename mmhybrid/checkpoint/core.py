@@ -313,3 +313,75 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], dst: str) -> str:
             os.unlink(tmp)
         raise
     return digest.hexdigest()
+
+
+@dataclass
+class FileConversion:
+    """Result of :func:`convert_checkpoint_file`."""
+    family: str
+    arch: Optional[str]
+    report: ConversionReport
+    sha256: Optional[str]
+    state_dict: StateDict
+
+
+def _model_class(family: str) -> type:
+    from mmhybrid.registry import MODELS
+    return MODELS.get(get_converter(family).model_type)
+
+
+def convert_checkpoint_file(src: str,
+                            dst: Optional[str],
+                            family: str = 'auto',
+                            arch: Optional[Any] = None,
+                            overwrite: bool = False) -> FileConversion:
+    """Converts an official checkpoint file to a plain mmhybrid backbone state dict.
+
+    The result is checked against the backbone of ``arch`` (or, when ``arch`` is None, against
+    every variant of the family's ``arch_zoo``); nothing is written unless every key was placed.
+    ``dst`` is written atomically, never onto ``src`` and never over an existing file unless
+    ``overwrite``. ``dst=None`` only checks.
+
+    Raises:
+        CheckpointLoadError: ``src`` is unreadable.
+        CheckpointMismatchError: keys were left unmatched or do not fit the arch.
+        FileExistsError: ``dst`` exists (without ``overwrite``) or is ``src``.
+    """
+    if dst is not None:
+        if os.path.exists(dst) and os.path.samefile(src, dst):
+            raise FileExistsError(f'refusing to write the converted checkpoint over its source '
+                                  f'{src}')
+        if os.path.exists(dst) and not overwrite:
+            raise FileExistsError(f'{dst} exists; pass --overwrite to replace it')
+    state_dict, others = read_checkpoint(src)
+    state_dict, report = convert_state_dict(state_dict, family)
+    report.dropped = others + report.dropped
+    cls = _model_class(report.family)
+    if arch is None:
+        matches = match_arch(cls, state_dict)
+        if not matches:
+            raise CheckpointMismatchError(
+                f'{src}: the {report.family} checkpoint matches no variant of '
+                f'{cls.__name__}.arch_zoo ({list(cls.arch_zoo)}); pass --arch (a name or a JSON '
+                f'dict) to check it against a custom arch'
+                + (f'; unmatched keys: {summarize_keys(report.unmatched)}'
+                   if report.unmatched else ''))
+        arch_name = matches[0] if len(matches) == 1 else '|'.join(matches)
+        target_arch = matches[0]
+    else:
+        target_arch = arch
+        arch_name = arch if isinstance(arch, str) else 'custom'
+    with torch.device('meta'):
+        model = cls(arch=target_arch)
+    converter = get_converter(report.family)
+    if converter.adapt is not None:
+        report.resized += converter.adapt(state_dict, model)
+    mismatched = compare_with_model(state_dict, model, report)
+    if mismatched or not report.ok:
+        problems = mismatched[:3] + ([f'unmatched: {summarize_keys(report.unmatched)}']
+                                     if report.unmatched else [])
+        raise CheckpointMismatchError(
+            f'{src} does not convert cleanly to {cls.__name__}(arch={arch_name!r}):\n'
+            f'{report.format()}' + (f'\n  {problems}' if problems else ''))
+    sha = save_state_dict(state_dict, dst) if dst is not None else None
+    return FileConversion(report.family, arch_name, report, sha, state_dict)

@@ -1,7 +1,9 @@
-# VAN-B2 (REFERENCE.md §5). The ImageNet file is the authors' `van_b2.pth.tar`
-# (released as van_base_828.pth.tar); see the README for where to get it.
+# VAN-B2 backbone (REFERENCE.md §5; ImageNet-1k top-1 82.8).
+# ImageNet file: the authors' `van_b2.pth.tar` (Visual-Attention-Network/VAN-Classification
+# README), loaded and converted in memory; see the README for where to get it.
 custom_imports = dict(imports=['mmhybrid'], allow_failed_imports=False)
-backbone_channels = [64, 128, 320, 512]
+backbone_channels = [64, 128, 320, 512]  # the only place these are written
+backbone_stage3_channels = backbone_channels[2]
 backbone = dict(
     _delete_=True,
     type='mmhybrid.VAN',
