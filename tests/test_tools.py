@@ -1,0 +1,68 @@
+"""tools/get_flops.py and tools/benchmark.py: counts that include attention, a runnable benchmark."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmhybrid.models import VAN
+from mmhybrid.utils import count_macs
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tools'))
+
+
+class _Attention(torch.nn.Module):
+
+    def forward(self, q, mask=None):
+        return F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+
+
+@pytest.mark.parametrize('mask', [None, 'float', 'bool'])
+def test_sdpa_is_counted(mask):
+    q = torch.randn(2, 3, 40, 8)
+    attn_mask = {None: None, 'float': torch.zeros(40, 40),
+                 'bool': torch.ones(40, 40, dtype=torch.bool)}[mask]
+    # q k^T and attn v: B * heads * L * S * (E + Ev) multiply-accumulates.
+    assert count_macs(_Attention(), q, attn_mask) == 2 * 3 * 40 * 40 * (8 + 8)
+
+
+def test_van_flops_match_the_paper():
+    # VAN paper, Table: B0 0.9G, B2 5.0G at 224x224 (MACs).
+    with torch.device('cpu'):
+        macs = count_macs(VAN(arch='b0').eval(), torch.randn(1, 3, 224, 224))
+    assert macs / 1e9 == pytest.approx(0.88, rel=0.03)
+
+
+def test_explicit_reference_attention_equals_sdpa():
+    from benchmark import explicit_attention
+    q, k, v = torch.randn(3, 2, 2, 30, 8).unbind(0)
+    bias = torch.randn(30, 30)
+    mask = torch.rand(30, 30) > 0.3
+    mask[:, 0] = True
+    for m in (None, bias, mask):
+        torch.testing.assert_close(explicit_attention(q, k, v, attn_mask=m),
+                                   F.scaled_dot_product_attention(q, k, v, attn_mask=m))
+
+
+def test_benchmark_runs(tmp_path):
+    out = tmp_path / 'bench.json'
+    md = tmp_path / 'bench.md'
+    subprocess.run([sys.executable, str(REPO / 'tools' / 'benchmark.py'), 'van:b0', '--sizes',
+                    '64x96', '--repeat', '1', '--warmup', '0', '--compare-reference',
+                    '--json', str(out), '--markdown', str(md)], check=True, timeout=300,
+                   capture_output=True)
+    results = json.loads(out.read_text())['results']
+    assert {(r['mode'], r['attention']) for r in results} == {
+        ('fwd', 'sdpa'), ('fwd', 'explicit'), ('fwdbwd', 'sdpa'), ('fwdbwd', 'explicit')}
+    assert all(r['median_s'] > 0 for r in results)
+    assert 'speed-up' in md.read_text()
+
+
+def test_get_flops_cli():
+    out = subprocess.run([sys.executable, str(REPO / 'tools' / 'get_flops.py'), 'van:b2'],
+                         check=True, timeout=300, capture_output=True, text=True).stdout
+    assert 'params    26.07 M' in out
