@@ -7,6 +7,7 @@ the few mmengine/numpy types that mmengine's own training checkpoints need under
 from .version import __version__
 from .checkpoint.safe_globals import register_mmengine_safe_globals
 from .registry import MODELS
+from . import engine  # noqa: F401  (registers the atomic checkpoint file backend)
 from . import models  # noqa: F401  (registers the backbones)
 
 register_mmengine_safe_globals()

@@ -7,9 +7,9 @@ idempotent (converting an already converted state dict changes nothing). The CLI
 through the functions of this module.
 """
 import hashlib
+import io
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -294,25 +294,12 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
 
 def save_state_dict(state_dict: Mapping[str, torch.Tensor], dst: str) -> str:
     """Writes a plain tensor state dict atomically; returns its sha256."""
-    dst = os.path.abspath(dst)
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(dst) + '.',
-                               dir=os.path.dirname(dst))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(OrderedDict((k, v.contiguous()) for k, v in state_dict.items()), f)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = hashlib.sha256()
-        with open(tmp, 'rb') as f:
-            for chunk in iter(lambda: f.read(1 << 20), b''):
-                digest.update(chunk)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return digest.hexdigest()
+    from mmhybrid.engine.atomic_backend import atomic_write_bytes
+    buffer = io.BytesIO()
+    torch.save(OrderedDict((k, v.contiguous()) for k, v in state_dict.items()), buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(data, dst)
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
