@@ -152,6 +152,7 @@ def detect_family(state_dict: Mapping[str, Any]) -> Optional[str]:
 
 def _ensure_converters() -> None:
     # The family modules register themselves on import.
+    from . import cmt  # noqa: F401
     from . import van  # noqa: F401
 
 

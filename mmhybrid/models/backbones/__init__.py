@@ -1,5 +1,6 @@
 """The five backbone families (one file per paper)."""
 from .base import HybridBackbone
+from .cmt import CMT
 from .van import VAN
 
-__all__ = ['HybridBackbone', 'VAN']
+__all__ = ['CMT', 'HybridBackbone', 'VAN']

@@ -1,0 +1,114 @@
+"""CMT checkpoints: the official ``cmt_*.pth`` files (``ggjy/CMT.pytorch`` release-v1).
+
+The released files hold ``model`` (and ``model_ema``), an ``optimizer`` and an argparse
+``args``; core's safe loader reads them without executing code and unwraps the state dict.
+Each stage's ``relative_pos`` is a dense bias fixed by the pretrain size; a file of another
+size is resized to the model's on load (:func:`adapt_cmt`).
+"""
+import math
+import re
+from collections import OrderedDict
+from typing import Any, List, Mapping, Tuple
+
+import torch
+import torch.nn as nn
+
+from .core import ConversionReport, FamilyConverter, StateDict, register_converter
+
+_STAGES = 'abcd'
+# Official names inside a block → mmhybrid names.
+_BLOCK_RENAMES = (
+    ('proj.', 'lpu.'),                    # the LPU's depth-wise conv (block-level ``proj``)
+    ('attn.sr.0.', 'attn.sr.'),
+    ('attn.sr.1.', 'attn.sr_norm.'),
+    ('mlp.conv1.0.', 'ffn.fc1.'),
+    ('mlp.conv1.2.', 'ffn.norm1.'),
+    ('mlp.proj_bn.', 'ffn.norm2.'),
+    ('mlp.proj.', 'ffn.dwconv.'),
+    ('mlp.conv2.0.', 'ffn.fc2.'),
+    ('mlp.conv2.1.', 'ffn.norm3.'),
+)
+_DROP = ('_fc.', '_bn.', 'head.', 'pre_logits.')
+_STEM = re.compile(r'^stem_(conv|norm)([123])\.(.+)$')
+_PATCH_EMBED = re.compile(r'^patch_embed_([abcd])\.(proj|norm)\.(.+)$')
+_REL_POS = re.compile(r'^relative_pos_([abcd])$')
+_BLOCK = re.compile(r'^blocks_([abcd])\.(\d+)\.(.+)$')
+_OWN = re.compile(r'^(stem\.(conv|norm)[123]\.|stages\.\d\.(downsample\.|relative_pos$|blocks\.))')
+_OFFICIAL_MARK = re.compile(r'^(relative_pos_[abcd]$|blocks_[abcd]\.\d+\.mlp\.proj_bn\.)')
+_OWN_MARK = re.compile(r'^(stages\.\d\.relative_pos$|stages\.\d\.blocks\.\d+\.ffn\.norm3\.)')
+
+
+def is_cmt(state_dict: Mapping[str, Any]) -> bool:
+    """Official layout (``relative_pos_a``, ``blocks_a.*.mlp.proj_bn``) or mmhybrid's own."""
+    return any(_OFFICIAL_MARK.match(k) or _OWN_MARK.match(k) for k in state_dict)
+
+
+def convert_cmt(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, ConversionReport]:
+    """Maps an official CMT state dict onto :class:`mmhybrid.CMT`.
+
+    Drops the classifier (``_fc``, ``_bn``, ``head``); keys already in mmhybrid's layout pass
+    unchanged.
+    """
+    report = ConversionReport(family='cmt')
+    out: StateDict = OrderedDict()
+    for key, value in state_dict.items():
+        if key.startswith(_DROP):
+            report.dropped.append(key)
+            continue
+        new_key = None
+        if _OWN.match(key):
+            new_key = key
+        elif m := _STEM.match(key):
+            new_key = f'stem.{m.group(1)}{m.group(2)}.{m.group(3)}'
+        elif m := _PATCH_EMBED.match(key):
+            new_key = f'stages.{_STAGES.index(m.group(1))}.downsample.{m.group(2)}.{m.group(3)}'
+        elif m := _REL_POS.match(key):
+            new_key = f'stages.{_STAGES.index(m.group(1))}.relative_pos'
+        elif m := _BLOCK.match(key):
+            rest = m.group(3)
+            for old, new in _BLOCK_RENAMES:
+                if rest.startswith(old):
+                    rest = new + rest[len(old):]
+                    break
+            new_key = f'stages.{_STAGES.index(m.group(1))}.blocks.{m.group(2)}.{rest}'
+        if new_key is None:
+            report.unmatched.append(key)
+            new_key = key
+        elif new_key != key:
+            report.renamed += 1
+        out[new_key] = value
+    return out, report
+
+
+def _square_side(n: int) -> int:
+    side = math.isqrt(n)
+    return side if side * side == n else -1
+
+
+def adapt_cmt(state_dict: StateDict, model: nn.Module) -> List[str]:
+    """Resizes ``stages.i.relative_pos`` of another pretrain size to the model's (in place).
+
+    Official pretrain sizes are square, so the source grids are the square roots of the
+    stored query and key counts. Returns the resized keys; a bias with another head count or
+    non-square grids is left alone (the load then reports the shape mismatch).
+    """
+    from mmhybrid.models.backbones.cmt import resize_position_bias
+    resized = []
+    for i, stage in enumerate(getattr(model, 'stages', [])):
+        key = f'stages.{i}.relative_pos'
+        target = getattr(stage, 'relative_pos', None)
+        value = state_dict.get(key)
+        if target is None or value is None or value.dim() != 3 \
+                or value.shape == target.shape or value.shape[0] != target.shape[0]:
+            continue
+        hq, hk = _square_side(value.shape[1]), _square_side(value.shape[2])
+        if hq < 0 or hk < 0:
+            continue
+        state_dict[key] = resize_position_bias(value, (hq, hq), (hk, hk), stage.query_grid,
+                                               stage.key_grid).to(value.dtype)
+        resized.append(key)
+    return resized
+
+
+register_converter(FamilyConverter(family='cmt', model_type='CMT', detect=is_cmt,
+                                   convert=convert_cmt, adapt=adapt_cmt))

@@ -1,0 +1,425 @@
+"""CMT: Convolutional Neural Networks Meet Vision Transformers (Guo et al., CVPR 2022).
+
+Semantics follow the authors' ``huawei-noah/Efficient-AI-Backbones:cmt_pytorch/cmt.py``; the
+module layout is mmhybrid's own (``stem``, ``stages.i.{downsample,relative_pos,blocks}``), the
+converter in ``mmhybrid.checkpoint.cmt`` maps the released files onto it.
+
+The official model only runs at its pretrain size: each stage holds a dense position bias
+``relative_pos`` of shape ``(heads, Hq0*Wq0, Hk0*Wk0)`` fixed by ``img_size``. Here the bias is
+stored at that native size and resized at run time to the real query and key grids
+(:func:`resize_position_bias`), once per stage and forward, shared by the stage's blocks.
+"""
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model.weight_init import trunc_normal_
+
+from mmhybrid.registry import MODELS
+from ..layers import LayerNorm2d, maybe_checkpoint
+from .base import HybridBackbone
+
+Grid = Tuple[int, int]
+
+
+def key_grid(height: int, width: int, sr_ratio: int) -> Grid:
+    """Key/value grid of the spatial-reduction attention on an ``height x width`` map.
+
+    ``(H // sr, W // sr)`` per dimension, as the strided reduction conv gives; a side shorter
+    than ``sr`` still yields one key (the map is zero-padded to ``sr`` there).
+    """
+    return max(height // sr_ratio, 1), max(width // sr_ratio, 1)
+
+
+def resize_position_bias(bias: torch.Tensor, src_query: Grid, src_key: Grid, dst_query: Grid,
+                         dst_key: Grid) -> torch.Tensor:
+    """Resizes a dense ``(heads, Hq*Wq, Hk*Wk)`` attention bias to other query/key grids.
+
+    The bias is a 5-D field ``(heads, Hq, Wq, Hk, Wk)``; the key plane and then the query plane
+    are interpolated separately (bicubic, ``align_corners=False``). Returns ``bias`` itself when
+    both grids are unchanged. Differentiable with respect to ``bias``.
+    """
+    heads = bias.shape[0]
+    (hq0, wq0), (hk0, wk0) = src_query, src_key
+    (hq, wq), (hk, wk) = dst_query, dst_key
+    if bias.shape[1:] != (hq0 * wq0, hk0 * wk0):
+        raise ValueError(f'position bias of shape {tuple(bias.shape)} does not match query grid '
+                         f'{src_query} and key grid {src_key}')
+    if (hq0, wq0, hk0, wk0) == (hq, wq, hk, wk):
+        return bias
+    if bias.dtype not in (torch.float32, torch.float64):
+        bias = bias.float()  # bicubic interpolation is not implemented for every dtype
+    if (hk0, wk0) != (hk, wk):
+        # (heads * Nq0) maps of size (Hk0, Wk0) as the channels of one image.
+        planes = bias.reshape(1, heads * hq0 * wq0, hk0, wk0)
+        planes = F.interpolate(planes, size=(hk, wk), mode='bicubic', align_corners=False)
+        bias = planes.reshape(heads, hq0 * wq0, hk * wk)
+    if (hq0, wq0) != (hq, wq):
+        # (Hk*Wk) maps of size (Hq0, Wq0) per head. This view is the channels-last layout of
+        # a (heads, Hk*Wk, Hq0, Wq0) batch, which interpolate keeps, so the result is already
+        # laid out as (heads, Hq*Wq, Hk*Wk): the large bias is written once, never transposed.
+        planes = bias.reshape(heads, hq0, wq0, hk * wk).permute(0, 3, 1, 2)
+        planes = F.interpolate(planes, size=(hq, wq), mode='bicubic', align_corners=False)
+        bias = planes.permute(0, 2, 3, 1).reshape(heads, hq * wq, hk * wk)
+    return bias
+
+
+class CMTStem(nn.Module):
+    """Three conv3x3 (bias; the first with stride 2), each followed by act **then** norm.
+
+    Args:
+        in_channels: Input channels.
+        channels: Channels of the three convs.
+        norm_cfg: Norm config.
+        act_cfg: Activation config.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 channels: int,
+                 norm_cfg: Dict[str, Any],
+                 act_cfg: Dict[str, Any]) -> None:
+        super().__init__()
+        for i in range(1, 4):
+            setattr(self, f'conv{i}', nn.Conv2d(in_channels if i == 1 else channels, channels,
+                                                3, stride=2 if i == 1 else 1, padding=1))
+            setattr(self, f'act{i}', build_activation_layer(act_cfg))
+            setattr(self, f'norm{i}', build_norm_layer(norm_cfg, channels)[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(1, 4):
+            x = getattr(self, f'norm{i}')(getattr(self, f'act{i}')(getattr(self, f'conv{i}')(x)))
+        return x
+
+
+class CMTPatchEmbed(nn.Module):
+    """Conv k2 s2 then LayerNorm; odd sides are zero-padded first (ceil mode).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        eps: LayerNorm epsilon (1e-5, torch's default, as in the official code).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, eps: float) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, kernel_size=2, stride=2)
+        self.norm = LayerNorm2d(out_channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad_h, pad_w = x.shape[2] % 2, x.shape[3] % 2
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return self.norm(self.proj(x))
+
+
+class LightweightMHSA(nn.Module):
+    """LMHSA: multi-head attention whose keys/values come from a spatially reduced map.
+
+    ``q = Linear(x)``; when ``sr_ratio > 1`` keys and values are computed from
+    ``BN(dw conv k=sr s=sr (x))``; logits ``q k^T (dim/heads)^-0.5 + bias`` through
+    ``scaled_dot_product_attention``; then a Linear projection.
+
+    Args:
+        dim: Channels.
+        num_heads: Number of heads.
+        sr_ratio: Spatial reduction of keys/values.
+        qkv_bias: Bias in the q, k, v projections.
+        norm_cfg: Norm after the reduction conv.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 num_heads: int,
+                 sr_ratio: int,
+                 qkv_bias: bool,
+                 norm_cfg: Dict[str, Any]) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads)**-0.5
+        self.sr_ratio = sr_ratio
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio, groups=dim)
+            self.sr_norm = build_norm_layer(norm_cfg, dim)[1]
+
+    def _heads(self, tokens: torch.Tensor) -> torch.Tensor:
+        b, n, c = tokens.shape
+        return tokens.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``x``: normed NCHW map; ``bias``: ``(heads, H*W, Hk*Wk)``. Returns NCHW."""
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        if self.sr_ratio > 1:
+            pad_h, pad_w = max(self.sr_ratio - h, 0), max(self.sr_ratio - w, 0)
+            kv = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+            kv = self.sr_norm(self.sr(kv)).flatten(2).transpose(1, 2)
+        else:
+            kv = tokens
+        q = self._heads(self.q(tokens))
+        k = self._heads(self.k(kv))
+        v = self._heads(self.v(kv))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+                                             scale=self.scale)
+        out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class IRFFN(nn.Module):
+    """Inverted residual FFN of CMT.
+
+    ``1x1 → act → BN``; ``x = dw3x3(x) + x → act → BN``; ``1x1 → BN`` (every conv with bias).
+
+    Args:
+        dim: Input and output channels.
+        hidden_dim: Hidden channels.
+        norm_cfg: Norm config.
+        act_cfg: Activation config.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 hidden_dim: int,
+                 norm_cfg: Dict[str, Any],
+                 act_cfg: Dict[str, Any]) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden_dim, 1)
+        self.act1 = build_activation_layer(act_cfg)
+        self.norm1 = build_norm_layer(norm_cfg, hidden_dim)[1]
+        self.dwconv = nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1, groups=hidden_dim)
+        self.act2 = build_activation_layer(act_cfg)
+        self.norm2 = build_norm_layer(norm_cfg, hidden_dim)[1]
+        self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
+        self.norm3 = build_norm_layer(norm_cfg, dim)[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(self.act1(self.fc1(x)))
+        x = self.norm2(self.act2(self.dwconv(x) + x))
+        return self.norm3(self.fc2(x))
+
+
+class CMTBlock(nn.Module):
+    """LPU ``x + dw3x3(x)``; ``x + DropPath(LMHSA(LN(x)))``; ``x + DropPath(IRFFN(LN(x)))``.
+
+    Args:
+        dim: Channels.
+        num_heads: Attention heads.
+        mlp_ratio: IRFFN hidden channels / ``dim`` (truncated to int).
+        sr_ratio: Spatial reduction of keys/values.
+        qkv_bias: Bias in the q, k, v projections.
+        drop_path: Stochastic depth rate of this block.
+        block_norm_eps: Epsilon of the two block LayerNorms.
+        norm_cfg: Norm of the attention reduction and the IRFFN.
+        act_cfg: Activation of the IRFFN.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 num_heads: int,
+                 mlp_ratio: float,
+                 sr_ratio: int,
+                 qkv_bias: bool,
+                 drop_path: float,
+                 block_norm_eps: float,
+                 norm_cfg: Dict[str, Any],
+                 act_cfg: Dict[str, Any]) -> None:
+        super().__init__()
+        self.lpu = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm1 = LayerNorm2d(dim, eps=block_norm_eps)
+        self.attn = LightweightMHSA(dim, num_heads, sr_ratio, qkv_bias, norm_cfg)
+        self.norm2 = LayerNorm2d(dim, eps=block_norm_eps)
+        self.ffn = IRFFN(dim, int(dim * mlp_ratio), norm_cfg, act_cfg)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.lpu(x)
+        x = x + self.drop_path(self.attn(self.norm1(x), bias))
+        return x + self.drop_path(self.ffn(self.norm2(x)))
+
+
+class CMTStage(nn.Module):
+    """Patch embedding and blocks sharing one position bias ``relative_pos``.
+
+    The bias is stored at the pretrain grids and resized once per forward to the actual
+    grids; in eval mode (when no gradient is recorded for it) the resized bias of the last
+    size is cached.
+
+    Args:
+        downsample: The stage's patch embedding.
+        blocks: The stage's blocks.
+        num_heads: Attention heads.
+        sr_ratio: Spatial reduction of keys/values.
+        query_grid: Query grid ``(Hq0, Wq0)`` at the pretrain size.
+        with_cp: Checkpoint every block.
+    """
+
+    def __init__(self,
+                 downsample: nn.Module,
+                 blocks: List[nn.Module],
+                 num_heads: int,
+                 sr_ratio: int,
+                 query_grid: Grid,
+                 with_cp: bool) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.ModuleList(blocks)
+        self.sr_ratio = sr_ratio
+        self.query_grid = tuple(query_grid)
+        self.key_grid = key_grid(*query_grid, sr_ratio)
+        self.relative_pos = nn.Parameter(
+            torch.randn(num_heads, math.prod(self.query_grid), math.prod(self.key_grid)))
+        self.with_cp = with_cp
+        self._bias_cache: Optional[Tuple[Tuple[Any, ...], torch.Tensor]] = None
+
+    def position_bias(self, query_grid: Grid, dtype: torch.dtype) -> torch.Tensor:
+        """The bias for an actual query grid, as ``(heads, Hq*Wq, Hk*Wk)`` in ``dtype``."""
+        param = self.relative_pos
+        cacheable = not self.training and not (torch.is_grad_enabled() and param.requires_grad)
+        key = (tuple(query_grid), dtype, param.device, param.data_ptr(), param._version)
+        if cacheable and self._bias_cache is not None and self._bias_cache[0] == key:
+            return self._bias_cache[1]
+        bias = resize_position_bias(param, self.query_grid, self.key_grid, query_grid,
+                                    key_grid(*query_grid, self.sr_ratio)).to(dtype)
+        self._bias_cache = (key, bias.detach()) if cacheable else None
+        return bias
+
+    def train(self, mode: bool = True) -> 'CMTStage':
+        self._bias_cache = None
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        dtype = x.dtype
+        if torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+        bias = self.position_bias((x.shape[2], x.shape[3]), dtype)
+        for block in self.blocks:
+            x = maybe_checkpoint(block, x, bias, enabled=self.with_cp)
+        return x
+
+
+@MODELS.register_module()
+class CMT(HybridBackbone):
+    """CMT: Convolutional Neural Networks Meet Vision Transformers (Guo et al., 2022).
+
+    A conv stem (stride 2), then four stages of patch embedding (conv k2 s2 + LayerNorm) and
+    CMT blocks (LPU, lightweight MHSA with spatial reduction and a dense position bias, IRFFN).
+    Any input size runs: odd maps are zero-padded before each patch embedding (ceil sizes),
+    the key grid is ``(H // sr, W // sr)`` with at least one key per side, and each stage's
+    ``relative_pos`` (stored at the pretrain size ``img_size``) is resized bicubically to the
+    actual query and key grids. Stage outputs are the raw outputs of each stage's last block.
+
+    Args:
+        arch: ``'tiny'``, ``'xsmall'``, ``'small'``, ``'base'`` (aliases ``ti``, ``xs``,
+            ``s``, ``b``), or a dict with ``embed_dims``, ``depths``, ``mlp_ratios``,
+            ``stem_channels`` and optionally ``num_heads`` (1, 2, 4, 8), ``sr_ratios``
+            (8, 4, 2, 1), ``img_size`` (224; the pretrain size fixing the stored bias shapes,
+            a multiple of 32) and ``qkv_bias`` (True).
+        out_indices: Stages whose outputs are returned.
+        frozen_stages: ``-1`` for none, ``k`` to freeze the stem and stages ``0..k``.
+        norm_eval: Keep BatchNorms in eval mode while training.
+        with_cp: Activation checkpointing (bool or stage indices).
+        drop_path_rate: Stochastic depth rate of the last block.
+        patch_norm_eps: Epsilon of the patch-embedding LayerNorms.
+        block_norm_eps: Epsilon of the block LayerNorms.
+        norm_cfg: Norm of the stem, the attention reduction and the IRFFN.
+        act_cfg: Activation of the stem and the IRFFN.
+        out_norm_cfg: Optional extra norm on each output (``None``: raw outputs, as the
+            official trunk has no per-stage output norm).
+        init_cfg: Initialisation config; ``Pretrained`` accepts the official ``cmt_*.pth``
+            files (a bias of another pretrain size is resized on load).
+    """
+
+    arch_zoo = {
+        'tiny': dict(embed_dims=[46, 92, 184, 368], depths=[2, 2, 10, 2],
+                     mlp_ratios=[3.6] * 4, stem_channels=16, img_size=160),
+        'xsmall': dict(embed_dims=[52, 104, 208, 416], depths=[3, 3, 12, 3],
+                       mlp_ratios=[3.77] * 4, stem_channels=16, img_size=192),
+        'small': dict(embed_dims=[64, 128, 256, 512], depths=[3, 3, 16, 3],
+                      mlp_ratios=[4.] * 4, stem_channels=32, img_size=224),
+        'base': dict(embed_dims=[76, 152, 304, 608], depths=[4, 4, 20, 4],
+                     mlp_ratios=[4.] * 4, stem_channels=38, img_size=256),
+    }
+    arch_aliases = {'ti': 'tiny', 'xs': 'xsmall', 's': 'small', 'b': 'base'}
+    arch_keys = ('embed_dims', 'depths', 'mlp_ratios', 'stem_channels')
+    arch_defaults = dict(num_heads=[1, 2, 4, 8], sr_ratios=[8, 4, 2, 1], img_size=224,
+                         qkv_bias=True)
+    family = 'cmt'
+
+    def __init__(self,
+                 arch: Union[str, Dict[str, Any]] = 'small',
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: Union[bool, Sequence[int]] = False,
+                 drop_path_rate: float = 0.,
+                 patch_norm_eps: float = 1e-5,
+                 block_norm_eps: float = 1e-6,
+                 norm_cfg: Optional[Dict[str, Any]] = None,
+                 act_cfg: Optional[Dict[str, Any]] = None,
+                 out_norm_cfg: Optional[Dict[str, Any]] = None,
+                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
+                         out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+        norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
+        act_cfg = dict(type='GELU') if act_cfg is None else dict(act_cfg)
+        settings = self.arch_settings
+        dims, depths = settings['embed_dims'], settings['depths']
+        heads, sr_ratios = settings['num_heads'], settings['sr_ratios']
+        self.img_size = settings['img_size']
+        self.stem = CMTStem(self.in_channels, settings['stem_channels'], norm_cfg, act_cfg)
+        dpr = self.drop_path_rates(depths)
+        in_channels = settings['stem_channels']
+        grid = self.img_size // 2
+        for i in range(4):
+            grid //= 2
+            blocks = [
+                CMTBlock(dims[i], heads[i], settings['mlp_ratios'][i], sr_ratios[i],
+                         settings['qkv_bias'], dpr[i][j], block_norm_eps, norm_cfg, act_cfg)
+                for j in range(depths[i])
+            ]
+            self.stages.append(
+                CMTStage(CMTPatchEmbed(in_channels, dims[i], patch_norm_eps), blocks, heads[i],
+                         sr_ratios[i], (grid, grid), self.cp_stages[i]))
+            in_channels = dims[i]
+        self._init_default_weights()
+        self._finish_build(dims)
+
+    @classmethod
+    def validate_arch(cls, settings: Dict[str, Any]) -> None:
+        super().validate_arch(settings)
+        img_size = settings['img_size']
+        if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size <= 0 \
+                or img_size % 32:
+            raise ValueError(f'CMT arch img_size (the pretrain size) must be a positive '
+                             f'multiple of 32, got {img_size!r}')
+        for dim, heads in zip(settings['embed_dims'], settings['num_heads']):
+            if heads <= 0 or dim % heads:
+                raise ValueError(f'CMT arch embed_dims {settings["embed_dims"]} must be '
+                                 f'divisible by num_heads {settings["num_heads"]}')
+        if any(isinstance(r, bool) or not isinstance(r, int) or r < 1
+               for r in settings['sr_ratios']):
+            raise ValueError(f'CMT arch sr_ratios must be positive ints, got '
+                             f'{settings["sr_ratios"]}')
+
+    def _init_default_weights(self) -> None:
+        # The official initialisation: Linear trunc_normal(0.02), conv kaiming_normal
+        # (fan_out), zero biases, unit norms; position biases N(0, 1).
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
