@@ -7,6 +7,15 @@ CONTRACT_MODELS = {
     # size resizes the biases, and 64x64 leaves them untouched.
     'CMT': dict(arch=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 2, 1],
                           mlp_ratios=[2, 2, 2, 2], stem_channels=8, img_size=64)),
+    # Group size 7 and intervals 8, 4, 2, 1 as released: the contract sizes pad and mask every
+    # stage, and 64x64 inputs take the small-map path (min(H, W) <= G) in stages 3-4.
+    'CrossFormer': dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2],
+                                  num_heads=[2, 4, 8, 16])),
     'VAN': dict(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1],
                           mlp_ratios=[2, 2, 2, 2])),
+    # Small windows so that the window padding and ceil-mode pooling run at the contract sizes.
+    'HATNet': dict(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1], head_dim=8,
+                             expansions=[2, 2, 2, 2], window_sizes=[4, 4, 2, 1])),
+    'TransCNN': dict(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1], head_dim=8,
+                               expansions=[2, 2, 2, 2], window_sizes=[4, 4, 2, 1])),
 }

@@ -153,6 +153,8 @@ def detect_family(state_dict: Mapping[str, Any]) -> Optional[str]:
 def _ensure_converters() -> None:
     # The family modules register themselves on import.
     from . import cmt  # noqa: F401
+    from . import crossformer  # noqa: F401
+    from . import transcnn  # noqa: F401
     from . import van  # noqa: F401
 
 

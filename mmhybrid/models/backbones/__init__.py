@@ -1,6 +1,8 @@
 """The five backbone families (one file per paper)."""
 from .base import HybridBackbone
 from .cmt import CMT
+from .crossformer import CrossFormer
+from .transcnn import HATNet, TransCNN
 from .van import VAN
 
-__all__ = ['CMT', 'HybridBackbone', 'VAN']
+__all__ = ['CMT', 'CrossFormer', 'HybridBackbone', 'HATNet', 'TransCNN', 'VAN']

@@ -1,0 +1,4 @@
+# CrossFormer-S with the group sizes / intervals of the official Semantic FPN config
+# (segmentation/configs/fpn_crossformer_s_ade20k_40k.py): G = 14, 14, 7, 7 and I = 16, 8, 2, 1.
+_base_ = ['./crossformer_s.py']
+backbone = dict(group_size=[14, 14, 7, 7], interval=[16, 8, 2, 1])

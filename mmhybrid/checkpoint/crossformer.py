@@ -1,0 +1,64 @@
+"""CrossFormer checkpoints: the official ``crossformer-{t,s,b,l}.pth`` ImageNet files.
+
+The released files (``{'model': state_dict}``, written by the ICLR'22 code) hold the
+classification head, the final ``norm`` and two geometry buffers per attention
+(``attn.biases``, ``attn.relative_position_index``), which mmhybrid derives from the group
+shape at run time. Official dense (det/seg) checkpoints use the same key names under
+``backbone.`` (stripped by the loader).
+"""
+import re
+from collections import OrderedDict
+from typing import Any, Mapping, Tuple
+
+import torch
+
+from .core import ConversionReport, FamilyConverter, StateDict, register_converter
+
+_DPB_KEY = re.compile(r'^(layers|stages)\.\d+\.blocks\.\d+\.attn\.pos\.pos_proj\.weight$')
+_PATCH_EMBED = re.compile(r'^patch_embed\.((?:projs\.\d+|norm)\..+)$')
+_BLOCK = re.compile(r'^layers\.(\d+)\.blocks\.(.+)$')
+_MERGE = re.compile(r'^layers\.(\d+)\.downsample\.(.+)$')
+_OWN = re.compile(r'^stages\.\d+\.(downsample|blocks)\.')
+_DROPPED = re.compile(r'^(head\.|norm\.)|\.attn\.(biases|relative_position_index)$|\.attn_mask$')
+
+
+def is_crossformer(state_dict: Mapping[str, Any]) -> bool:
+    """True for CrossFormer weights: a dynamic position bias MLP inside numbered blocks."""
+    return any(_DPB_KEY.match(k) for k in state_dict)
+
+
+def convert_crossformer(
+        state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, ConversionReport]:
+    """Maps an official CrossFormer state dict onto :class:`mmhybrid.CrossFormer`.
+
+    ``patch_embed.*`` → ``stages.0.downsample.*``, ``layers.i.blocks.*`` →
+    ``stages.i.blocks.*``, ``layers.i.downsample.*`` → ``stages.{i+1}.downsample.*``; drops
+    ``head.*``, the final ``norm.*`` and the derived ``attn.biases`` /
+    ``attn.relative_position_index`` buffers. Keys already in mmhybrid's layout pass unchanged.
+    """
+    report = ConversionReport(family='crossformer')
+    out: StateDict = OrderedDict()
+    for key, value in state_dict.items():
+        if _DROPPED.search(key):
+            report.dropped.append(key)
+            continue
+        new_key = None
+        if _OWN.match(key):
+            new_key = key
+        elif m := _PATCH_EMBED.match(key):
+            new_key = f'stages.0.downsample.{m.group(1)}'
+        elif m := _BLOCK.match(key):
+            new_key = f'stages.{m.group(1)}.blocks.{m.group(2)}'
+        elif m := _MERGE.match(key):
+            new_key = f'stages.{int(m.group(1)) + 1}.downsample.{m.group(2)}'
+        if new_key is None:
+            report.unmatched.append(key)
+            new_key = key
+        elif new_key != key:
+            report.renamed += 1
+        out[new_key] = value
+    return out, report
+
+
+register_converter(FamilyConverter(family='crossformer', model_type='CrossFormer',
+                                   detect=is_crossformer, convert=convert_crossformer))
