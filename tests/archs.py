@@ -11,6 +11,10 @@ CONTRACT_MODELS = {
     # stage, and 64x64 inputs take the small-map path (min(H, W) <= G) in stages 3-4.
     'CrossFormer': dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2],
                                   num_heads=[2, 4, 8, 16])),
+    # Hybrid stage 3 (blocks 0-2 in 4x4 windows, block 3 global): every contract size pads the
+    # windows (zeros, no mask); stage 4 global.
+    'UniFormer': dict(arch=dict(embed_dims=[8, 16, 32, 48], depths=[1, 1, 4, 1], head_dim=8),
+                      window_size=4),
     'VAN': dict(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1],
                           mlp_ratios=[2, 2, 2, 2])),
     # Small windows so that the window padding and ceil-mode pooling run at the contract sizes.

@@ -155,6 +155,7 @@ def _ensure_converters() -> None:
     from . import cmt  # noqa: F401
     from . import crossformer  # noqa: F401
     from . import transcnn  # noqa: F401
+    from . import uniformer  # noqa: F401
     from . import van  # noqa: F401
 
 

@@ -3,6 +3,7 @@ from .base import HybridBackbone
 from .cmt import CMT
 from .crossformer import CrossFormer
 from .transcnn import HATNet, TransCNN
+from .uniformer import UniFormer
 from .van import VAN
 
-__all__ = ['CMT', 'CrossFormer', 'HybridBackbone', 'HATNet', 'TransCNN', 'VAN']
+__all__ = ['CMT', 'CrossFormer', 'HybridBackbone', 'HATNet', 'TransCNN', 'UniFormer', 'VAN']
