@@ -17,6 +17,7 @@ _MARK = re.compile(r'^(blocks1|stages\.0\.blocks)\.\d+\.attn\.weight$')
 
 
 def is_uniformer(state_dict: Mapping[str, Any]) -> bool:
+    """True for UniFormer keys: official (``blocks1.*``) or mmhybrid's (``stages.0.blocks.*``)."""
     return any(_MARK.match(k) for k in state_dict) and any(
         k.endswith('.conv1.weight') and k.startswith(('blocks1.', 'stages.0.blocks.'))
         for k in state_dict)

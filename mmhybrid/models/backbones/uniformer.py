@@ -1,4 +1,4 @@
-"""UniFormer (Li et al., ICLR 2022, arXiv 2201.09450), for dense prediction.
+"""UniFormer (Li et al., ICLR 2022, arXiv 2201.04676; image models: arXiv 2201.09450), dense.
 
 Semantics follow the authors' ``Sense-X/UniFormer`` code: the classification model
 (``image_classification/models/uniformer.py``: patch and conv stems, layer scale) and the
