@@ -1,0 +1,198 @@
+"""End to end: tools/train.py -> tools/test.py -> --resume on the real det/seg configs.
+
+The configs under ``configs/`` run unchanged except for the data root (synthetic shapes trees),
+class names / number of classes, batch size, image scale and schedule length, which a tiny
+override config written to ``tmp_path`` sets (it inherits the real config by absolute path). The
+backbone starts from scratch (``init_cfg=None``): the ImageNet file is absent on a fresh machine.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmhybrid.datasets import SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec, generate_shapes
+
+REPO = Path(__file__).resolve().parents[1]
+DET_CONFIG = REPO / 'configs' / 'det' / 'maskrcnn_van_b0_1x.py'
+SEG_CONFIG = REPO / 'configs' / 'seg' / 'upernet_van_b0_160k.py'
+TIMEOUT = 600
+
+pytestmark = pytest.mark.xdist_group('e2e')
+
+COMMON = f'''
+classes = {SHAPE_CLASSES!r}
+metainfo = dict(classes=classes, palette={[list(c) for c in SHAPE_PALETTE]!r})
+scale = (128, 128)
+'''
+
+DET_OVERRIDE = '''_base_ = [{base!r}]
+data_root = {root!r}
+''' + COMMON + '''
+model = dict(
+    backbone=dict(init_cfg=None),
+    roi_head=dict(bbox_head=dict(num_classes=len(classes)),
+                  mask_head=dict(num_classes=len(classes))))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(batch_size=2, num_workers=1,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
+val_dataloader = dict(num_workers=1,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(interval=1))
+'''
+
+SEG_OVERRIDE = '''_base_ = [{base!r}]
+data_root = {root!r}
+''' + COMMON + '''
+crop_size = scale
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(init_cfg=None),
+    decode_head=dict(num_classes=len(classes)),
+    auxiliary_head=dict(num_classes=len(classes)))
+# ADE20KDataset accepts only subsets of ADE20K's class names: read the ADE20K layout with the
+# generic dataset and ADE20KDataset's settings.
+shapes = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
+              seg_map_suffix='.png', reduce_zero_label=True)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(batch_size=2, num_workers=1,
+    dataset=dict(**shapes, pipeline=train_pipeline))
+val_dataloader = dict(num_workers=1, dataset=dict(**shapes, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=2, val_interval=2)
+default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
+'''
+
+
+@pytest.fixture(scope='module')
+def shapes_root(tmp_path_factory):
+    # 4 train images (2 iterations of batch 2 per epoch), 4 val images.
+    spec = ShapesSpec(num_train=4, num_val=4, image_size=128, seed=1)
+    return generate_shapes(tmp_path_factory.mktemp('shapes'), spec=spec)
+
+
+def _run(tool: str, *args: str, cwd: Path) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    env.pop('PYTHONPATH', None)  # the tools must find the package on their own
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / tool), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f'{tool} failed:\n{out[-6000:]}'
+    return out
+
+
+def _test_metrics(work_dir: Path) -> dict:
+    runs = sorted(p for p in work_dir.iterdir() if p.is_dir() and p.name[:8].isdigit())
+    text = (runs[-1] / f'{runs[-1].name}.json').read_text()
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def _train_test_resume(tmp_path: Path, config: Path, checkpoint: str,
+                       resumed_checkpoint: str, longer: list) -> tuple:
+    work_dir = tmp_path / 'work'
+    out = _run('train.py', str(config), '--work-dir', str(work_dir), cwd=tmp_path)
+    ckpt = work_dir / checkpoint
+    assert ckpt.is_file(), out[-3000:]
+    assert (work_dir / 'last_checkpoint').read_text().strip() == str(ckpt)
+    # no partial files left by the atomic checkpoint writer
+    assert not [p for p in work_dir.iterdir() if p.name.startswith('.')]
+
+    test_dir = tmp_path / 'test'
+    preds = tmp_path / 'preds.pkl'
+    test_out = _run('test.py', str(config), str(ckpt), '--work-dir', str(test_dir), '--out',
+                    str(preds), cwd=tmp_path)
+    assert preds.is_file()
+    metrics = _test_metrics(test_dir)
+
+    resume_out = _run('train.py', str(config), '--work-dir', str(work_dir), '--resume',
+                      '--cfg-options', *longer, cwd=tmp_path)
+    assert (work_dir / resumed_checkpoint).is_file(), resume_out[-3000:]
+    return out, test_out, metrics, resume_out
+
+
+def test_maskrcnn_train_test_resume(tmp_path, shapes_root):
+    config = tmp_path / 'maskrcnn_shapes.py'
+    config.write_text(DET_OVERRIDE.format(base=str(DET_CONFIG),
+                                          root=f"{shapes_root['coco']}/"))
+    out, test_out, metrics, resume_out = _train_test_resume(
+        tmp_path, config, 'epoch_1.pth', 'epoch_2.pth',
+        ['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'])
+    assert 'Epoch(train) [1][2/2]' in out
+    assert 'coco/bbox_mAP' in out  # validation ran during training
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        assert key in metrics, metrics
+    assert 'resumed epoch: 1, iter: 2' in resume_out
+    assert 'Epoch(train) [2][2/2]' in resume_out
+    assert 'Epoch(train) [1]' not in resume_out
+
+
+def test_upernet_train_test_resume(tmp_path, shapes_root):
+    config = tmp_path / 'upernet_shapes.py'
+    config.write_text(SEG_OVERRIDE.format(base=str(SEG_CONFIG), root=str(shapes_root['ade20k'])))
+    out, test_out, metrics, resume_out = _train_test_resume(
+        tmp_path, config, 'iter_2.pth', 'iter_4.pth',
+        ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+         'default_hooks.checkpoint.interval=4'])
+    assert 'Iter(train) [2/2]' in out
+    assert 'mIoU' in out  # validation ran during training
+    for key in ('aAcc', 'mIoU', 'mAcc'):
+        assert key in metrics, metrics
+    assert 'resumed epoch: 0, iter: 2' in resume_out
+    assert 'Iter(train) [4/4]' in resume_out
+    assert 'Iter(train) [1/' not in resume_out
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_dist_train_two_cpu_processes(tmp_path, shapes_root):
+    """tools/dist_train.sh with 2 processes on the CPU (gloo, DDP, SyncBN reverted)."""
+    config = tmp_path / 'upernet_shapes.py'
+    config.write_text(SEG_OVERRIDE.format(base=str(SEG_CONFIG), root=str(shapes_root['ade20k'])))
+    work_dir = tmp_path / 'work'
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHON=sys.executable,
+               PORT=str(_free_port()))
+    proc = subprocess.run(['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), '2',
+                           '--work-dir', str(work_dir)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert 'Distributed training: True' in out
+    assert 'Iter(train) [2/2]' in out
+    assert (work_dir / 'iter_2.pth').is_file()
