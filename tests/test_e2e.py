@@ -18,6 +18,9 @@ from mmhybrid.datasets import SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec, generate
 REPO = Path(__file__).resolve().parents[1]
 DET_CONFIG = REPO / 'configs' / 'det' / 'maskrcnn_van_b0_1x.py'
 SEG_CONFIG = REPO / 'configs' / 'seg' / 'upernet_van_b0_160k.py'
+# Every family whose configs join the smoke: one det (Mask R-CNN) and one seg (UPerNet) config.
+DET_CONFIGS = [DET_CONFIG, REPO / 'configs' / 'det' / 'maskrcnn_crossformer_t_1x.py']
+SEG_CONFIGS = [SEG_CONFIG, REPO / 'configs' / 'seg' / 'upernet_crossformer_t_160k.py']
 TIMEOUT = 600
 
 pytestmark = pytest.mark.xdist_group('e2e')
@@ -142,9 +145,10 @@ def _train_test_resume(tmp_path: Path, config: Path, checkpoint: str,
     return out, test_out, metrics, resume_out
 
 
-def test_maskrcnn_train_test_resume(tmp_path, shapes_root):
+@pytest.mark.parametrize('det_config', DET_CONFIGS, ids=lambda p: p.stem)
+def test_maskrcnn_train_test_resume(tmp_path, shapes_root, det_config):
     config = tmp_path / 'maskrcnn_shapes.py'
-    config.write_text(DET_OVERRIDE.format(base=str(DET_CONFIG),
+    config.write_text(DET_OVERRIDE.format(base=str(det_config),
                                           root=f"{shapes_root['coco']}/"))
     out, test_out, metrics, resume_out = _train_test_resume(
         tmp_path, config, 'epoch_1.pth', 'epoch_2.pth',
@@ -158,9 +162,10 @@ def test_maskrcnn_train_test_resume(tmp_path, shapes_root):
     assert 'Epoch(train) [1]' not in resume_out
 
 
-def test_upernet_train_test_resume(tmp_path, shapes_root):
+@pytest.mark.parametrize('seg_config', SEG_CONFIGS, ids=lambda p: p.stem)
+def test_upernet_train_test_resume(tmp_path, shapes_root, seg_config):
     config = tmp_path / 'upernet_shapes.py'
-    config.write_text(SEG_OVERRIDE.format(base=str(SEG_CONFIG), root=str(shapes_root['ade20k'])))
+    config.write_text(SEG_OVERRIDE.format(base=str(seg_config), root=str(shapes_root['ade20k'])))
     out, test_out, metrics, resume_out = _train_test_resume(
         tmp_path, config, 'iter_2.pth', 'iter_4.pth',
         ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
