@@ -14,7 +14,8 @@ FAMILIES = sorted(CONTRACT_MODELS)
 
 
 def build(name: str, **overrides) -> torch.nn.Module:
-    cfg = dict(type=name, **copy.deepcopy(CONTRACT_MODELS[name]))
+    # The scoped name, as configs write it: independent of the default scope other tests set.
+    cfg = dict(type=f'mmhybrid.{name}', **copy.deepcopy(CONTRACT_MODELS[name]))
     cfg.update(overrides)
     return MODELS.build(cfg)
 
@@ -50,7 +51,7 @@ def test_output_shapes(family, size):
 
 
 def test_every_real_arch_builds(family):
-    cls = MODELS.get(family)
+    cls = MODELS.get(f'mmhybrid.{family}')
     assert cls.arch_zoo, 'a family must declare its official variants'
     for name in cls.arch_zoo:
         with torch.device('meta'):
@@ -176,7 +177,7 @@ def test_float64(family):
 
 
 def test_invalid_settings(family):
-    cls = MODELS.get(family)
+    cls = MODELS.get(f'mmhybrid.{family}')
     with pytest.raises(ValueError, match='Unknown'):
         build(family, arch='no-such-arch')
     with pytest.raises(ValueError, match='missing keys'):

@@ -105,25 +105,33 @@ def test_invalid_spec(kwargs):
 
 
 def test_readable_by_mmdet_and_mmseg(tmp_path):
+    from mmengine.registry import DefaultScope
     roots = generate_shapes(tmp_path, spec=SPEC)
     from mmdet.datasets import CocoDataset
-    det = CocoDataset(data_root=f"{roots['coco']}/", ann_file='annotations/instances_val2017.json',
-                      data_prefix=dict(img='val2017/'), metainfo=dict(classes=SHAPE_CLASSES),
-                      pipeline=[dict(type='mmdet.LoadImageFromFile'),
-                                dict(type='mmdet.LoadAnnotations', with_bbox=True,
-                                     with_mask=True)])
-    sample = det[0]
+    from mmdet.utils import register_all_modules as register_mmdet
+    register_mmdet(init_default_scope=False)
+    # Pipelines resolve transforms in the current default scope, whatever earlier tests set.
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        det = CocoDataset(data_root=f"{roots['coco']}/",
+                          ann_file='annotations/instances_val2017.json',
+                          data_prefix=dict(img='val2017/'), metainfo=dict(classes=SHAPE_CLASSES),
+                          pipeline=[dict(type='LoadImageFromFile'),
+                                    dict(type='LoadAnnotations', with_bbox=True, with_mask=True)])
+        sample = det[0]
     assert sample['gt_masks'].masks.shape[0] == len(sample['gt_bboxes']) > 0
     from mmseg.datasets import BaseSegDataset
-    seg = BaseSegDataset(data_root=str(roots['ade20k']), img_suffix='.jpg',
-                         seg_map_suffix='.png', reduce_zero_label=True,
-                         metainfo=dict(classes=SHAPE_CLASSES),
-                         data_prefix=dict(img_path='images/validation',
-                                          seg_map_path='annotations/validation'),
-                         pipeline=[dict(type='mmseg.LoadImageFromFile'),
-                                   dict(type='mmseg.LoadAnnotations', reduce_zero_label=True)])
-    assert len(seg) == 3
-    labels = set(np.unique(seg[0]['gt_seg_map']))
+    from mmseg.utils import register_all_modules as register_mmseg
+    register_mmseg(init_default_scope=False)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        seg = BaseSegDataset(data_root=str(roots['ade20k']), img_suffix='.jpg',
+                             seg_map_suffix='.png', reduce_zero_label=True,
+                             metainfo=dict(classes=SHAPE_CLASSES),
+                             data_prefix=dict(img_path='images/validation',
+                                              seg_map_path='annotations/validation'),
+                             pipeline=[dict(type='LoadImageFromFile'),
+                                       dict(type='LoadAnnotations', reduce_zero_label=True)])
+        assert len(seg) == 3
+        labels = set(np.unique(seg[0]['gt_seg_map']))
     assert labels <= {0, 1, 2, 255} and 255 in labels
 
 

@@ -35,4 +35,4 @@ def test_import_is_light():
 def test_registry_scope():
     from mmhybrid.registry import MODELS
     assert MODELS.scope == 'mmhybrid'
-    assert MODELS.get('VAN') is not None
+    assert MODELS.get('mmhybrid.VAN') is not None

@@ -60,7 +60,7 @@ def build(spec: str, kwargs: Dict[str, Any]):
     from mmhybrid.registry import MODELS
     family, _, arch = spec.partition(':')
     names = {name.lower(): name for name in MODELS.module_dict}
-    cfg = dict(type=names[family.lower()], **kwargs)
+    cfg = dict(type=f'mmhybrid.{names[family.lower()]}', **kwargs)
     if arch:
         cfg['arch'] = arch
     return MODELS.build(cfg)

@@ -318,7 +318,7 @@ class FileConversion:
 
 def _model_class(family: str) -> type:
     from mmhybrid.registry import MODELS
-    return MODELS.get(get_converter(family).model_type)
+    return MODELS.get(f'mmhybrid.{get_converter(family).model_type}')
 
 
 def convert_checkpoint_file(src: str,
