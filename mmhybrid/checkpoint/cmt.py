@@ -7,13 +7,13 @@ size is resized to the model's on load (:func:`adapt_cmt`).
 """
 import math
 import re
-from collections import OrderedDict
-from typing import Any, List, Mapping, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from .core import ConversionReport, FamilyConverter, StateDict, register_converter
+from .core import (ConversionReport, FamilyConverter, StateDict, register_converter,
+                   remap_keys)
 
 _STAGES = 'abcd'
 # Official names inside a block → mmhybrid names.
@@ -43,41 +43,37 @@ def is_cmt(state_dict: Mapping[str, Any]) -> bool:
     return any(_OFFICIAL_MARK.match(k) or _OWN_MARK.match(k) for k in state_dict)
 
 
+def _is_dropped(key: str) -> bool:
+    return key.startswith(_DROP)
+
+
+def _rename_key(key: str) -> Optional[str]:
+    new_key = None
+    if _OWN.match(key):
+        new_key = key
+    elif m := _STEM.match(key):
+        new_key = f'stem.{m.group(1)}{m.group(2)}.{m.group(3)}'
+    elif m := _PATCH_EMBED.match(key):
+        new_key = f'stages.{_STAGES.index(m.group(1))}.downsample.{m.group(2)}.{m.group(3)}'
+    elif m := _REL_POS.match(key):
+        new_key = f'stages.{_STAGES.index(m.group(1))}.relative_pos'
+    elif m := _BLOCK.match(key):
+        rest = m.group(3)
+        for old, new in _BLOCK_RENAMES:
+            if rest.startswith(old):
+                rest = new + rest[len(old):]
+                break
+        new_key = f'stages.{_STAGES.index(m.group(1))}.blocks.{m.group(2)}.{rest}'
+    return new_key
+
+
 def convert_cmt(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, ConversionReport]:
     """Maps an official CMT state dict onto :class:`mmhybrid.CMT`.
 
     Drops the classifier (``_fc``, ``_bn``, ``head``); keys already in mmhybrid's layout pass
     unchanged.
     """
-    report = ConversionReport(family='cmt')
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith(_DROP):
-            report.dropped.append(key)
-            continue
-        new_key = None
-        if _OWN.match(key):
-            new_key = key
-        elif m := _STEM.match(key):
-            new_key = f'stem.{m.group(1)}{m.group(2)}.{m.group(3)}'
-        elif m := _PATCH_EMBED.match(key):
-            new_key = f'stages.{_STAGES.index(m.group(1))}.downsample.{m.group(2)}.{m.group(3)}'
-        elif m := _REL_POS.match(key):
-            new_key = f'stages.{_STAGES.index(m.group(1))}.relative_pos'
-        elif m := _BLOCK.match(key):
-            rest = m.group(3)
-            for old, new in _BLOCK_RENAMES:
-                if rest.startswith(old):
-                    rest = new + rest[len(old):]
-                    break
-            new_key = f'stages.{_STAGES.index(m.group(1))}.blocks.{m.group(2)}.{rest}'
-        if new_key is None:
-            report.unmatched.append(key)
-            new_key = key
-        elif new_key != key:
-            report.renamed += 1
-        out[new_key] = value
-    return out, report
+    return remap_keys(state_dict, 'cmt', _rename_key, _is_dropped)
 
 
 def _square_side(n: int) -> int:

@@ -90,6 +90,33 @@ class FamilyConverter:
 CONVERTERS: Dict[str, FamilyConverter] = OrderedDict()
 
 
+def remap_keys(state_dict: Mapping[str, torch.Tensor], family: str,
+               rename: Callable[[str], Optional[str]],
+               is_dropped: Callable[[str], bool]) -> Tuple[StateDict, ConversionReport]:
+    """The loop every family converter shares.
+
+    ``is_dropped(key)``: the key is not part of the backbone (classifier, derived buffers) and is
+    reported as dropped. ``rename(key)``: the key's mmhybrid name (itself for keys already in
+    mmhybrid's layout, which keeps converters idempotent), or ``None`` when the key is not
+    understood: it is then kept under its own name and reported as unmatched, so that loading it
+    fails loudly instead of silently.
+    """
+    report = ConversionReport(family=family)
+    out: StateDict = OrderedDict()
+    for key, value in state_dict.items():
+        if is_dropped(key):
+            report.dropped.append(key)
+            continue
+        new_key = rename(key)
+        if new_key is None:
+            report.unmatched.append(key)
+            new_key = key
+        elif new_key != key:
+            report.renamed += 1
+        out[new_key] = value
+    return out, report
+
+
 def register_converter(converter: FamilyConverter) -> FamilyConverter:
     CONVERTERS[converter.family] = converter
     return converter

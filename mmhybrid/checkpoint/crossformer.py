@@ -7,12 +7,12 @@ shape at run time. Official dense (det/seg) checkpoints use the same key names u
 ``backbone.`` (stripped by the loader).
 """
 import re
-from collections import OrderedDict
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
-from .core import ConversionReport, FamilyConverter, StateDict, register_converter
+from .core import (ConversionReport, FamilyConverter, StateDict, register_converter,
+                   remap_keys)
 
 _DPB_KEY = re.compile(r'^(layers|stages)\.\d+\.blocks\.\d+\.attn\.pos\.pos_proj\.weight$')
 _PATCH_EMBED = re.compile(r'^patch_embed\.((?:projs\.\d+|norm)\..+)$')
@@ -27,6 +27,23 @@ def is_crossformer(state_dict: Mapping[str, Any]) -> bool:
     return any(_DPB_KEY.match(k) for k in state_dict)
 
 
+def _is_dropped(key: str) -> bool:
+    return bool(_DROPPED.search(key))
+
+
+def _rename_key(key: str) -> Optional[str]:
+    new_key = None
+    if _OWN.match(key):
+        new_key = key
+    elif m := _PATCH_EMBED.match(key):
+        new_key = f'stages.0.downsample.{m.group(1)}'
+    elif m := _BLOCK.match(key):
+        new_key = f'stages.{m.group(1)}.blocks.{m.group(2)}'
+    elif m := _MERGE.match(key):
+        new_key = f'stages.{int(m.group(1)) + 1}.downsample.{m.group(2)}'
+    return new_key
+
+
 def convert_crossformer(
         state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, ConversionReport]:
     """Maps an official CrossFormer state dict onto :class:`mmhybrid.CrossFormer`.
@@ -36,28 +53,7 @@ def convert_crossformer(
     ``head.*``, the final ``norm.*`` and the derived ``attn.biases`` /
     ``attn.relative_position_index`` buffers. Keys already in mmhybrid's layout pass unchanged.
     """
-    report = ConversionReport(family='crossformer')
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if _DROPPED.search(key):
-            report.dropped.append(key)
-            continue
-        new_key = None
-        if _OWN.match(key):
-            new_key = key
-        elif m := _PATCH_EMBED.match(key):
-            new_key = f'stages.0.downsample.{m.group(1)}'
-        elif m := _BLOCK.match(key):
-            new_key = f'stages.{m.group(1)}.blocks.{m.group(2)}'
-        elif m := _MERGE.match(key):
-            new_key = f'stages.{int(m.group(1)) + 1}.downsample.{m.group(2)}'
-        if new_key is None:
-            report.unmatched.append(key)
-            new_key = key
-        elif new_key != key:
-            report.renamed += 1
-        out[new_key] = value
-    return out, report
+    return remap_keys(state_dict, 'crossformer', _rename_key, _is_dropped)
 
 
 register_converter(FamilyConverter(family='crossformer', model_type='CrossFormer',

@@ -12,12 +12,12 @@ mmhybrid's own layouts are recognised by the IRB names (``irb.norm_in`` for HAT-
 ``irb.norm1`` for TransCNN) under ``stages.<i>.blocks.<j>.``.
 """
 import re
-from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
-from .core import ConversionReport, FamilyConverter, StateDict, register_converter
+from .core import (ConversionReport, FamilyConverter, StateDict, register_converter,
+                   remap_keys)
 
 _OFFICIAL_IRB = re.compile(r'^blocks\.\d+\.\d+\.conv\.conv1\.0\.weight$')
 _OFFICIAL_QKV = re.compile(r'^blocks\.\d+\.\d+\.attn\.qkv\.weight$')
@@ -71,40 +71,35 @@ def is_transcnn(state_dict: Mapping[str, Any]) -> bool:
     return 'transcnn' in (_official_kind(state_dict), _own_kind(state_dict))
 
 
+def _is_dropped(key: str) -> bool:
+    # The classification head, and HAT-Net's proj_norm, which the official forward never uses
+    # (kept, it would leave parameters without gradient under DDP).
+    return key.startswith('classifier.') or '.attn.proj_norm.' in key
+
+
+def _rename_key(key: str, irb_parts: Dict[str, str]) -> Optional[str]:
+    if _OWN.match(key):
+        return key
+    if m := _STEM.match(key):
+        part = _STEM_PARTS.get(m.group(1))
+        return None if part is None else f'stages.0.downsample.{part}.{m.group(2)}'
+    if m := _DOWNSAMPLE.match(key):
+        if m.group(1) in '234':
+            return f'stages.{int(m.group(1)) - 1}.downsample.{m.group(2)}'
+        return None
+    if m := _BLOCK.match(key):
+        prefix = f'stages.{m.group(1)}.blocks.{m.group(2)}.'
+        if m.group(3) == 'attn':
+            return prefix + 'attn.' + m.group(4)
+        if (irb := _IRB_KEY.match(m.group(4))) and irb.group(1) in irb_parts:
+            return f'{prefix}irb.{irb_parts[irb.group(1)]}.{irb.group(2)}'
+    return None
+
+
 def _convert(state_dict: Mapping[str, torch.Tensor],
              family: str) -> Tuple[StateDict, ConversionReport]:
-    report = ConversionReport(family=family)
-    irb_parts: Dict[str, str] = _IRB_PARTS[family]
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith('classifier.') or '.attn.proj_norm.' in key:
-            # The classification head, and HAT-Net's proj_norm, which the official forward
-            # never uses (kept, it would leave parameters without gradient under DDP).
-            report.dropped.append(key)
-            continue
-        new_key = None
-        if _OWN.match(key):
-            new_key = key
-        elif m := _STEM.match(key):
-            part = _STEM_PARTS.get(m.group(1))
-            if part is not None:
-                new_key = f'stages.0.downsample.{part}.{m.group(2)}'
-        elif m := _DOWNSAMPLE.match(key):
-            if m.group(1) in '234':
-                new_key = f'stages.{int(m.group(1)) - 1}.downsample.{m.group(2)}'
-        elif m := _BLOCK.match(key):
-            prefix = f'stages.{m.group(1)}.blocks.{m.group(2)}.'
-            if m.group(3) == 'attn':
-                new_key = prefix + 'attn.' + m.group(4)
-            elif (irb := _IRB_KEY.match(m.group(4))) and irb.group(1) in irb_parts:
-                new_key = f'{prefix}irb.{irb_parts[irb.group(1)]}.{irb.group(2)}'
-        if new_key is None:
-            report.unmatched.append(key)
-            new_key = key
-        elif new_key != key:
-            report.renamed += 1
-        out[new_key] = value
-    return out, report
+    irb_parts = _IRB_PARTS[family]
+    return remap_keys(state_dict, family, lambda key: _rename_key(key, irb_parts), _is_dropped)
 
 
 def convert_hatnet(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, ConversionReport]:

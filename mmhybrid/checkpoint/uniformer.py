@@ -1,11 +1,11 @@
 """UniFormer checkpoints: official ImageNet files and official det/seg backbone checkpoints."""
 import re
-from collections import OrderedDict
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
-from .core import ConversionReport, FamilyConverter, StateDict, register_converter
+from .core import (ConversionReport, FamilyConverter, StateDict, register_converter,
+                   remap_keys)
 
 _PATCH_EMBED = re.compile(r'^patch_embed([1-4])\.(.+)$')
 _BLOCK = re.compile(r'^blocks([1-4])\.(\d+)\.(.+)$')
@@ -23,6 +23,23 @@ def is_uniformer(state_dict: Mapping[str, Any]) -> bool:
         for k in state_dict)
 
 
+def _is_dropped(key: str) -> bool:
+    return key.startswith(('head.', 'norm.'))
+
+
+def _rename_key(key: str) -> Optional[str]:
+    new_key = None
+    if _OWN.match(key):
+        new_key = key
+    elif m := _PATCH_EMBED.match(key):
+        new_key = f'stages.{int(m.group(1)) - 1}.downsample.{m.group(2)}'
+    elif m := _BLOCK.match(key):
+        new_key = f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.{m.group(3)}'
+    elif m := _OUT_NORM.match(key):
+        new_key = f'out_norms.{int(m.group(1)) - 1}.{m.group(2)}'
+    return new_key
+
+
 def convert_uniformer(
         state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, ConversionReport]:
     """Maps an official UniFormer state dict onto :class:`mmhybrid.UniFormer`.
@@ -30,28 +47,7 @@ def convert_uniformer(
     Drops the classifier (``head.*``) and the classification BatchNorm (``norm.*``); the dense
     code's ``norm1..4`` become ``out_norms.0..3``. Keys in mmhybrid's layout pass unchanged.
     """
-    report = ConversionReport(family='uniformer')
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith(('head.', 'norm.')):
-            report.dropped.append(key)
-            continue
-        new_key = None
-        if _OWN.match(key):
-            new_key = key
-        elif m := _PATCH_EMBED.match(key):
-            new_key = f'stages.{int(m.group(1)) - 1}.downsample.{m.group(2)}'
-        elif m := _BLOCK.match(key):
-            new_key = f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.{m.group(3)}'
-        elif m := _OUT_NORM.match(key):
-            new_key = f'out_norms.{int(m.group(1)) - 1}.{m.group(2)}'
-        if new_key is None:
-            report.unmatched.append(key)
-            new_key = key
-        elif new_key != key:
-            report.renamed += 1
-        out[new_key] = value
-    return out, report
+    return remap_keys(state_dict, 'uniformer', _rename_key, _is_dropped)
 
 
 register_converter(FamilyConverter(family='uniformer', model_type='UniFormer',

@@ -1,11 +1,11 @@
 """VAN checkpoints: the official ``van_*.pth.tar`` files and mmpretrain-converted ones."""
 import re
-from collections import OrderedDict
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
-from .core import ConversionReport, FamilyConverter, StateDict, register_converter
+from .core import (ConversionReport, FamilyConverter, StateDict, register_converter,
+                   remap_keys)
 
 # Official (and mmpretrain) names → mmhybrid names, applied to the part after the block index.
 _BLOCK_RENAMES = (
@@ -26,39 +26,35 @@ def is_van(state_dict: Mapping[str, Any]) -> bool:
                for k in state_dict)
 
 
+def _is_dropped(key: str) -> bool:
+    return key.startswith('head.')
+
+
+def _rename_key(key: str) -> Optional[str]:
+    new_key = None
+    if _OWN.match(key):
+        new_key = key
+    elif m := _PATCH_EMBED.match(key):
+        part = 'proj' if m.group(2) in ('proj', 'projection') else 'norm'
+        new_key = f'stages.{int(m.group(1)) - 1}.downsample.{part}.{m.group(3)}'
+    elif m := _BLOCK.match(key):
+        rest = m.group(3)
+        for old, new in _BLOCK_RENAMES:
+            if rest.startswith(old):
+                rest = new + rest[len(old):]
+                break
+        new_key = f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.{rest}'
+    elif m := _STAGE_NORM.match(key):
+        new_key = f'stages.{int(m.group(1)) - 1}.norm.{m.group(2)}'
+    return new_key
+
+
 def convert_van(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, ConversionReport]:
     """Maps an official or mmpretrain VAN state dict onto :class:`mmhybrid.VAN`.
 
     Drops the classifier (``head.*``); keys already in mmhybrid's layout pass unchanged.
     """
-    report = ConversionReport(family='van')
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith('head.'):
-            report.dropped.append(key)
-            continue
-        new_key = None
-        if _OWN.match(key):
-            new_key = key
-        elif m := _PATCH_EMBED.match(key):
-            part = 'proj' if m.group(2) in ('proj', 'projection') else 'norm'
-            new_key = f'stages.{int(m.group(1)) - 1}.downsample.{part}.{m.group(3)}'
-        elif m := _BLOCK.match(key):
-            rest = m.group(3)
-            for old, new in _BLOCK_RENAMES:
-                if rest.startswith(old):
-                    rest = new + rest[len(old):]
-                    break
-            new_key = f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.{rest}'
-        elif m := _STAGE_NORM.match(key):
-            new_key = f'stages.{int(m.group(1)) - 1}.norm.{m.group(2)}'
-        if new_key is None:
-            report.unmatched.append(key)
-            new_key = key
-        elif new_key != key:
-            report.renamed += 1
-        out[new_key] = value
-    return out, report
+    return remap_keys(state_dict, 'van', _rename_key, _is_dropped)
 
 
 register_converter(FamilyConverter(family='van', model_type='VAN', detect=is_van,
