@@ -231,6 +231,13 @@ def _download(url: str) -> str:
     return dst
 
 
+def adapt_to_model(state_dict: StateDict, model: nn.Module, report: ConversionReport) -> None:
+    """Applies the model family's shape adaptation (if any) in place; records resized keys."""
+    converter = CONVERTERS.get(getattr(model, 'family', ''))
+    if converter is not None and converter.adapt is not None:
+        report.resized += converter.adapt(state_dict, model)
+
+
 def compare_with_model(state_dict: Mapping[str, torch.Tensor], model: nn.Module,
                        report: ConversionReport) -> List[str]:
     """Fills ``missing``/``unexpected``/``new_keys`` of ``report``; returns shape mismatches."""
@@ -267,10 +274,8 @@ def match_arch(model_cls: type, state_dict: Mapping[str, torch.Tensor]) -> List[
 def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
                    report: ConversionReport) -> ConversionReport:
     """Loads an mmhybrid-layout state dict into ``model``, refusing partial or wrong loads."""
-    converter = CONVERTERS.get(getattr(model, 'family', ''))
     state_dict = OrderedDict(state_dict)
-    if converter is not None and converter.adapt is not None:
-        report.resized += converter.adapt(state_dict, model)
+    adapt_to_model(state_dict, model, report)
     mismatched = compare_with_model(state_dict, model, report)
     if mismatched or report.unexpected or report.missing:
         arch = getattr(model, 'arch_name', '?')
@@ -391,9 +396,7 @@ def convert_checkpoint_file(src: str,
         arch_name = arch if isinstance(arch, str) else 'custom'
     with torch.device('meta'):
         model = cls(arch=target_arch)
-    converter = get_converter(report.family)
-    if converter.adapt is not None:
-        report.resized += converter.adapt(state_dict, model)
+    adapt_to_model(state_dict, model, report)
     mismatched = compare_with_model(state_dict, model, report)
     if mismatched or not report.ok:
         problems = mismatched[:3] + ([f'unmatched: {summarize_keys(report.unmatched)}']

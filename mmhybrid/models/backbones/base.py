@@ -1,6 +1,6 @@
 """The backbone contract shared by every mmhybrid family (DESIGN.md §2)."""
 import copy
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -202,30 +202,25 @@ class HybridBackbone(BaseModule):
             raise TypeError(f'{type(self).__name__} expects a floating point image, got '
                             f'{x.dtype}')
 
-    def stage_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Raw outputs of all four stages (no per-output norms), e.g. for parity checks."""
+    def _run_stages(self, x: torch.Tensor, last: int) -> Iterator[torch.Tensor]:
+        """Checks the input, then yields the raw output of stages ``0..last`` in turn."""
         self._check_input(x)
         if self.stem is not None:
             x = self.stem(x)
-        outs = []
-        for stage in self.stages:
+        for stage in self.stages[:last + 1]:
             x = stage(x)
-            outs.append(x)
-        return tuple(outs)
+            yield x
+
+    def stage_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Raw outputs of all four stages (no per-output norms), e.g. for parity checks."""
+        return tuple(self._run_stages(x, NUM_STAGES - 1))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Returns the NCHW maps of ``out_indices`` (strides ``out_strides``)."""
-        self._check_input(x)
-        if self.stem is not None:
-            x = self.stem(x)
         outs = []
-        last = self.out_indices[-1]
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
+        for i, out in enumerate(self._run_stages(x, self.out_indices[-1])):
             if i in self.out_indices:
-                outs.append(self.out_norms[str(i)](x) if self.out_norms is not None else x)
-            if i == last:
-                break
+                outs.append(self.out_norms[str(i)](out) if self.out_norms is not None else out)
         return tuple(outs)
 
     # ------------------------------------------------------------------ train / freeze
