@@ -3,10 +3,14 @@
 Configs refer to our backbones as ``type='mmhybrid.VAN'``; mmdet's and mmseg's ``MODELS`` find
 them through this child registry (scope ``mmhybrid``), which imports ``mmhybrid.models`` on demand.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmhybrid',
                   locations=['mmhybrid.models'])
 
-__all__ = ['MODELS']
+# Training hooks, e.g. ``custom_hooks=[dict(type='mmhybrid.DeterministicResumeHook')]``.
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmhybrid', locations=['mmhybrid.engine'])
+
+__all__ = ['MODELS', 'HOOKS']

@@ -30,3 +30,149 @@ def test_put_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     backend.put_text('work_dirs/x/epoch_1.pth', tmp_path / 'last_checkpoint')
     assert (tmp_path / 'last_checkpoint').read_text() == 'work_dirs/x/epoch_1.pth'
+
+
+# ---------------------------------------------------------------- DeterministicResumeHook
+
+def _draws():
+    import random
+
+    import numpy as np
+    import torch
+    return (random.random(), float(np.random.rand()), torch.rand(3).tolist())
+
+
+def test_derived_seed_depends_only_on_seed_stream_and_index():
+    from mmhybrid.engine import derived_seed
+    assert derived_seed(0, 0, 5) == derived_seed(0, 0, 5)
+    seeds = {derived_seed(s, stream, i) for s in (0, 1) for stream in (0, 1) for i in range(50)}
+    assert len(seeds) == 200  # no collisions between seeds, streams and indices
+    assert 0 <= derived_seed(-1, 0, 0) < 2**32
+
+
+def test_deterministic_resume_hook_reseeds_from_iteration():
+    from types import SimpleNamespace
+
+    from mmhybrid.engine import DeterministicResumeHook
+    hook = DeterministicResumeHook()
+    runner = SimpleNamespace(seed=7, iter=12, epoch=3)
+    hook.before_train_iter(runner, batch_idx=0)
+    first = _draws()
+    _draws()  # whatever the process drew in between (validation, data-loader start-up) ...
+    hook.before_train_iter(runner, batch_idx=0)
+    assert _draws() == first  # ... iteration 12 draws the same numbers
+    runner.iter = 13
+    hook.before_train_iter(runner, batch_idx=1)
+    assert _draws() != first
+    hook.before_train_epoch(runner)
+    epoch_draws = _draws()
+    hook.before_train_epoch(runner)
+    assert _draws() == epoch_draws != first
+    # an explicit seed wins over the runner's
+    explicit = DeterministicResumeHook(seed=7)
+    runner.iter = 12
+    explicit.before_train_iter(SimpleNamespace(seed=None, iter=12, epoch=0), batch_idx=0)
+    assert _draws() == first
+
+
+def test_deterministic_resume_hook_needs_a_seed():
+    from types import SimpleNamespace
+
+    from mmhybrid.engine import DeterministicResumeHook
+    with pytest.raises(RuntimeError, match='randomness.seed'):
+        DeterministicResumeHook().before_train_iter(SimpleNamespace(seed=None, iter=0),
+                                                    batch_idx=0)
+    with pytest.raises(TypeError, match='seed'):
+        DeterministicResumeHook(seed='0')
+
+
+def test_train_tool_adds_the_hook_for_deterministic_configs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        'mmhybrid_train_tool', Path(__file__).resolve().parents[1] / 'tools' / 'train.py')
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    from mmengine.config import Config
+    cfg = Config(dict(randomness=dict(seed=0, deterministic=True), custom_hooks=[]))
+    train.use_deterministic_resume(cfg)
+    assert cfg.custom_hooks == [dict(type='mmhybrid.DeterministicResumeHook')]
+    train.use_deterministic_resume(cfg)  # not twice
+    assert len(cfg.custom_hooks) == 1
+    plain = Config(dict(randomness=dict(seed=0)))
+    train.use_deterministic_resume(plain)
+    assert not plain.get('custom_hooks')
+
+
+# ---------------------------------------------------------------- WeightSyncCheckHook
+
+def test_parameter_digests_see_every_bit():
+    import torch
+
+    from mmhybrid.engine import mismatched_parameters, parameter_digests
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    a = parameter_digests(model)
+    assert set(a) == {'0.weight', '0.bias', '1.weight', '1.bias'}
+    with torch.no_grad():
+        w = model[1].weight
+        w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(10.0))  # one ulp
+    b = parameter_digests(model)
+    assert mismatched_parameters([a, a]) == []
+    assert mismatched_parameters([a, b]) == ['1.weight']
+    assert mismatched_parameters([a, {k: v for k, v in a.items() if k != '0.bias'}]) == ['0.bias']
+
+
+def test_weight_sync_check_hook_arguments():
+    from mmhybrid.engine import WeightSyncCheckHook
+    with pytest.raises(ValueError, match='action'):
+        WeightSyncCheckHook(action='ignore')
+    with pytest.raises(ValueError, match='interval'):
+        WeightSyncCheckHook(interval=0)
+
+
+def _sync_check_worker(rank, world, port, perturb, result_dir):
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from mmhybrid.engine import WeightSyncCheckHook
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+        if perturb and rank == 1:
+            with torch.no_grad():
+                model[0].bias.add_(1e-6)
+
+        class Runner:
+            iter = 5
+        Runner.model = model
+        try:
+            WeightSyncCheckHook().after_train(Runner())
+            outcome = 'ok'
+        except RuntimeError as e:
+            outcome = str(e)
+        with open(os.path.join(result_dir, f'rank{rank}.txt'), 'w') as f:
+            f.write(outcome)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('perturb', [False, True], ids=['identical', 'one-rank-differs'])
+def test_weight_sync_check_hook_across_two_processes(tmp_path, perturb):
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    mp.spawn(_sync_check_worker, args=(2, port, perturb, str(tmp_path)), nprocs=2)
+    outcomes = [(tmp_path / f'rank{r}.txt').read_text() for r in range(2)]
+    if perturb:
+        for text in outcomes:  # every rank raises, naming the parameter
+            assert 'parameters differ between the 2 ranks' in text and '0.bias' in text, text
+            assert '0.weight' not in text
+    else:
+        assert outcomes == ['ok', 'ok']

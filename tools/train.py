@@ -113,6 +113,16 @@ def use_atomic_checkpoints(cfg: Config) -> None:
         hook['backend_args'] = dict(backend=ATOMIC_BACKEND)
 
 
+def use_deterministic_resume(cfg: Config) -> None:
+    """With ``randomness.deterministic=True``, every iteration is reseeded from (seed, iteration)
+    (``mmhybrid.DeterministicResumeHook``) so that a resumed run ends as the uninterrupted one."""
+    if not cfg.get('randomness', {}).get('deterministic', False):
+        return
+    hooks = cfg.get('custom_hooks') or []
+    if not any(str(h.get('type', '')).endswith('DeterministicResumeHook') for h in hooks):
+        cfg.custom_hooks = list(hooks) + [dict(type='mmhybrid.DeterministicResumeHook')]
+
+
 def setup_amp(cfg: Config) -> None:
     optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if optim_wrapper == 'AmpOptimWrapper':
@@ -157,6 +167,7 @@ def build_cfg(args) -> Config:
         cfg.load_from = args.resume
 
     use_atomic_checkpoints(cfg)
+    use_deterministic_resume(cfg)
     setup_cpu_distributed(cfg)
     return cfg
 
