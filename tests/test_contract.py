@@ -232,3 +232,57 @@ def test_out_norm_option(family):
         outs = model(x)
     normed = model.out_norms['1'](raw[1])
     torch.testing.assert_close(outs[0], normed)
+
+
+def _sdpa_kernels(model, x):
+    """Names of the scaled-dot-product-attention kernels one eval forward runs."""
+    from torch.profiler import ProfilerActivity, profile
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(x)
+    return {e.key for e in prof.key_averages() if 'scaled_dot_product' in e.key}
+
+
+@pytest.mark.parametrize('size', [(64, 64), (97, 131)])
+def test_attention_takes_the_fused_kernel(family, size):
+    """Inference never falls back to SDPA's math path (which materialises the logits): masks are
+    4-D and q/k/v have a unit last-dim stride, as PyTorch's fused CPU kernel requires. Checked at
+    an unpadded and a padded size (CrossFormer and HAT-Net/TransCNN add padding masks)."""
+    model = build(family).eval()
+    kernels = _sdpa_kernels(model, torch.randn(2, 3, *size))
+    if family == 'VAN':  # no softmax attention
+        assert not kernels
+        return
+    assert any('flash' in k for k in kernels), kernels
+    assert not any('math' in k for k in kernels), kernels
+
+
+@pytest.mark.parametrize('size', [(64, 96), (97, 131)])
+def test_channels_last_changes_only_rounding(family, size):
+    torch.manual_seed(0)
+    reference = build(family, channels_last=False)
+    fast = build(family, channels_last=True)
+    fast.load_state_dict(reference.state_dict())
+    assert fast.uses_channels_last(torch.empty(1)) and not reference.uses_channels_last(
+        torch.empty(1))
+    x = torch.randn(2, 3, *size)
+    for model in (reference, fast):
+        model.train()
+        outs = model(x)
+        assert all(o.is_contiguous() for o in outs)  # NCHW whatever the internal layout
+        loss_of(outs).backward()
+    with torch.no_grad():
+        for a, b in zip(reference.eval()(x), fast.eval()(x)):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+    for (name, p), q in zip(reference.named_parameters(), fast.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_channels_last_default_and_validation(family):
+    cls = MODELS.get(f'mmhybrid.{family}')
+    model = build(family)
+    assert model.channels_last is None
+    assert model.uses_channels_last(torch.empty(1)) == cls.default_channels_last
+    assert not model.uses_channels_last(torch.empty(1, device='meta'))  # CPU only by default
+    with pytest.raises(TypeError, match='channels_last'):
+        build(family, channels_last='yes')

@@ -4,7 +4,8 @@
     python tools/get_flops.py van:b2 --shape 224 224
     python tools/get_flops.py configs/det/maskrcnn_van_b2_1x.py --shape 800 1333
 
-Attention computed by ``scaled_dot_product_attention`` is counted (mmengine's counter misses it).
+Attention computed by ``scaled_dot_product_attention`` is counted (mmengine's counter misses it);
+for a backbone the count without it is printed too (the convention of the HAT-Net paper's table).
 For a config, the backbone and the backbone + neck (``extract_feat``) are counted; heads are not.
 """
 import argparse
@@ -49,7 +50,9 @@ def main(argv=None) -> int:
         sys.argv = [sys.argv[0]]
         from benchmark import build  # tools/benchmark.py
         backbone = build(args.target, {}).eval()
-        rows = [('backbone', backbone, count_macs(backbone, x))]
+        rows = [('backbone', backbone, count_macs(backbone, x)),
+                ('backbone without attention', backbone,
+                 count_macs(backbone, x, attention=False))]
     print(f'input shape: 1x3x{args.shape[0]}x{args.shape[1]}')
     for name, module, macs in rows:
         flops = f'{macs / 1e9:.3f} GFLOPs (MACs)' if macs is not None else '-'

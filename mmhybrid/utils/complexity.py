@@ -35,20 +35,28 @@ def _forward_formula(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any
     return _sdpa_flops(_shape(query), _shape(key), _shape(value))
 
 
-def _sdpa_mapping() -> Dict[Any, Callable[..., int]]:
+def _sdpa_mapping(attention: bool = True) -> Dict[Any, Callable[..., int]]:
     mapping: Dict[Any, Callable[..., int]] = {}
     for name in ('_scaled_dot_product_flash_attention_for_cpu',
-                 '_scaled_dot_product_fused_attention_overrideable'):
+                 '_scaled_dot_product_fused_attention_overrideable',
+                 '_scaled_dot_product_flash_attention',
+                 '_scaled_dot_product_efficient_attention',
+                 '_scaled_dot_product_cudnn_attention'):
         op = getattr(aten, name, None)
         if op is not None:
             # FlopCounterMode passes (args..., out_shape=...) to formulas.
-            mapping[op] = lambda *a, out_shape=None, **k: _forward_formula(*a)
+            mapping[op] = (lambda *a, out_shape=None, **k: _forward_formula(*a)) if attention \
+                else (lambda *a, out_shape=None, **k: 0)
     return mapping
 
 
-def count_macs(model: nn.Module, *inputs: Any) -> int:
-    """Multiply-accumulates of one forward pass of ``model(*inputs)`` (convs, linears, bmm, SDPA)."""
-    with FlopCounterMode(display=False, custom_mapping=_sdpa_mapping()) as counter, \
+def count_macs(model: nn.Module, *inputs: Any, attention: bool = True) -> int:
+    """Multiply-accumulates of one forward pass of ``model(*inputs)`` (convs, linears, bmm, SDPA).
+
+    ``attention=False`` leaves out the products inside ``scaled_dot_product_attention`` (the
+    convention of counters that cannot see them, e.g. the HAT-Net paper's table).
+    """
+    with FlopCounterMode(display=False, custom_mapping=_sdpa_mapping(attention)) as counter, \
             torch.no_grad():
         model(*inputs)
     return counter.get_total_flops() // 2

@@ -44,6 +44,11 @@ class HybridBackbone(BaseModule):
             all blocks.
         out_norm_cfg: A norm config (``dict(type='LN', eps=1e-6)``, ``dict(type='BN')``, ...)
             for a newly initialised norm on each returned output, or ``None`` for raw outputs.
+        channels_last: Run the stages on a channels-last (NHWC-strided) copy of the input, which
+            makes PyTorch's CPU convolutions (depthwise ones above all) several times faster.
+            ``None`` (default): on the CPU for the families measured faster that way
+            (``default_channels_last``), otherwise not. The layout changes no result beyond
+            float rounding, and the returned maps are always contiguous NCHW.
         init_cfg: mmengine initialisation config. ``dict(type='Pretrained', checkpoint=PATH)``
             accepts the authors' released ImageNet file directly (converted in memory).
     """
@@ -56,6 +61,8 @@ class HybridBackbone(BaseModule):
     # Name of the checkpoint converter family (see ``mmhybrid.checkpoint``).
     family: ClassVar[str] = ''
     in_channels: int = 3
+    # Whether ``channels_last=None`` means channels-last on the CPU (see docs/benchmarks.md).
+    default_channels_last: ClassVar[bool] = False
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]],
@@ -65,6 +72,7 @@ class HybridBackbone(BaseModule):
                  with_cp: Union[bool, Sequence[int]] = False,
                  drop_path_rate: float = 0.,
                  out_norm_cfg: Optional[Dict[str, Any]] = None,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Union[Dict[str, Any], List[Dict[str, Any]]]] = None
                  ) -> None:
         super().__init__(init_cfg=copy.deepcopy(init_cfg))
@@ -78,6 +86,9 @@ class HybridBackbone(BaseModule):
             raise ValueError(f'drop_path_rate must be a number in [0, 1), got {drop_path_rate!r}')
         self.drop_path_rate = float(drop_path_rate)
         self.out_norm_cfg = copy.deepcopy(out_norm_cfg)
+        if channels_last is not None and not isinstance(channels_last, bool):
+            raise TypeError(f'channels_last must be True, False or None, got {channels_last!r}')
+        self.channels_last = channels_last
         self.stem: Optional[nn.Module] = None
         self.stages = nn.ModuleList()
 
@@ -202,9 +213,17 @@ class HybridBackbone(BaseModule):
             raise TypeError(f'{type(self).__name__} expects a floating point image, got '
                             f'{x.dtype}')
 
+    def uses_channels_last(self, x: torch.Tensor) -> bool:
+        """Whether the stages run channels-last for this input (see ``channels_last``)."""
+        if self.channels_last is not None:
+            return self.channels_last
+        return self.default_channels_last and x.device.type == 'cpu'
+
     def _run_stages(self, x: torch.Tensor, last: int) -> Iterator[torch.Tensor]:
         """Checks the input, then yields the raw output of stages ``0..last`` in turn."""
         self._check_input(x)
+        if self.uses_channels_last(x):
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.stem is not None:
             x = self.stem(x)
         for stage in self.stages[:last + 1]:
@@ -213,14 +232,16 @@ class HybridBackbone(BaseModule):
 
     def stage_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Raw outputs of all four stages (no per-output norms), e.g. for parity checks."""
-        return tuple(self._run_stages(x, NUM_STAGES - 1))
+        return tuple(out.contiguous() for out in self._run_stages(x, NUM_STAGES - 1))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Returns the NCHW maps of ``out_indices`` (strides ``out_strides``)."""
+        """Returns the NCHW maps of ``out_indices`` (strides ``out_strides``), contiguous: some
+        necks' and heads' ops (mmcv's RoIAlign among them) index raw NCHW memory."""
         outs = []
         for i, out in enumerate(self._run_stages(x, self.out_indices[-1])):
             if i in self.out_indices:
-                outs.append(self.out_norms[str(i)](out) if self.out_norms is not None else out)
+                out = self.out_norms[str(i)](out) if self.out_norms is not None else out
+                outs.append(out.contiguous())
         return tuple(outs)
 
     # ------------------------------------------------------------------ train / freeze

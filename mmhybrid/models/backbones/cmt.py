@@ -167,7 +167,9 @@ class LightweightMHSA(nn.Module):
         q = self._heads(self.q(tokens))
         k = self._heads(self.k(kv))
         v = self._heads(self.v(kv))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+        # A 4-D mask: PyTorch's fused CPU kernel takes only 4-D masks (a 3-D one falls back to
+        # the math path, which materialises the logits).
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype)[None],
                                              scale=self.scale)
         out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
         return out.transpose(1, 2).reshape(b, c, h, w)
@@ -288,6 +290,10 @@ class CMTStage(nn.Module):
             return self._bias_cache[1]
         bias = resize_position_bias(param, self.query_grid, self.key_grid, query_grid,
                                     key_grid(*query_grid, self.sr_ratio)).to(dtype)
+        if not torch.is_grad_enabled():
+            # Unchanged grids return the parameter itself: a mask that requires grad sends SDPA
+            # to its math path even under no_grad.
+            bias = bias.detach()
         self._bias_cache = (key, bias.detach()) if cacheable else None
         return bias
 
@@ -334,6 +340,7 @@ class CMT(HybridBackbone):
         act_cfg: Activation of the stem and the IRFFN.
         out_norm_cfg: Optional extra norm on each output (``None``: raw outputs, as the
             official trunk has no per-stage output norm).
+        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
         init_cfg: Initialisation config; ``Pretrained`` accepts the official ``cmt_*.pth``
             files (a bias of another pretrain size is resized on load).
     """
@@ -353,6 +360,8 @@ class CMT(HybridBackbone):
     arch_defaults = dict(num_heads=[1, 2, 4, 8], sr_ratios=[8, 4, 2, 1], img_size=224,
                          qkv_bias=True)
     family = 'cmt'
+    # Depthwise and 1x1 convolutions dominate: channels-last is faster on the CPU.
+    default_channels_last = True
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'small',
@@ -366,10 +375,12 @@ class CMT(HybridBackbone):
                  norm_cfg: Optional[Dict[str, Any]] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,
                  out_norm_cfg: Optional[Dict[str, Any]] = None,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
+                         init_cfg=init_cfg)
         norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
         act_cfg = dict(type='GELU') if act_cfg is None else dict(act_cfg)
         settings = self.arch_settings

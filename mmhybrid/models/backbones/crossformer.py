@@ -108,13 +108,16 @@ class CrossFormerAttention(nn.Module):
         qkv = self.qkv(x).reshape(batch * num_groups, num_tokens, 3, self.num_heads,
                                   channels // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # B*nG, heads, N, d
-        bias = self.pos(*group_shape).to(q.dtype)  # heads, N, N
+        # Always a 4-D mask: PyTorch's fused CPU kernel takes only 4-D masks (a 3-D one falls
+        # back to the math path, which materialises the logits).
+        bias = self.pos(*group_shape).to(q.dtype)[None]  # 1, heads, N, N
         if key_padding is not None:
             fill = max(PADDING_MASK_VALUE, -torch.finfo(q.dtype).max / 4)  # finite in fp16
             mask = torch.zeros(key_padding.shape, dtype=q.dtype, device=q.device)
             mask = mask.masked_fill(key_padding, fill)
             bias = bias + mask[:, None, None, :]  # nG, heads, N, N
-            bias = bias.expand(batch, *bias.shape).reshape(-1, *bias.shape[1:])
+            if batch > 1:
+                bias = bias.repeat(batch, 1, 1, 1)  # B*nG, heads, N, N
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x.transpose(1, 2).reshape(batch, num_groups, num_tokens, channels)
         return self.proj(x)
@@ -372,6 +375,7 @@ class CrossFormer(HybridBackbone):
             (``'regional'``), decided per input as the official codes do on their first call.
         act_cfg: Activation of the MLPs.
         out_norm_cfg: Optional new norm on each output (``None``: raw outputs, as official).
+        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
         init_cfg: Initialisation config; ``Pretrained`` accepts the official
             ``crossformer-*.pth`` files directly.
     """
@@ -404,10 +408,12 @@ class CrossFormer(HybridBackbone):
                  lda_mode: str = 'iclr',
                  act_cfg: Optional[Dict[str, Any]] = None,
                  out_norm_cfg: Optional[Dict[str, Any]] = None,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
+                         init_cfg=init_cfg)
         if lda_mode not in LDA_MODES:
             raise ValueError(f'lda_mode must be one of {LDA_MODES}, got {lda_mode!r}')
         self.lda_mode = lda_mode

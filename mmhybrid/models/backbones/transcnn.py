@@ -80,7 +80,9 @@ class HMHSA(nn.Module):
         """``(B, parts*C, H, W)`` → ``parts`` tensors ``(B, heads, H*W, head_dim)``."""
         b = x.shape[0]
         x = x.reshape(b, parts, self.num_heads, self.head_dim, -1).permute(1, 0, 2, 4, 3)
-        return list(x.unbind(0))
+        # head_dim contiguous: PyTorch's fused CPU kernel needs a unit last-dim stride (else it
+        # falls back to the math path, which materialises the logits).
+        return list(x.contiguous().unbind(0))
 
     def _local(self, qkv: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Window attention of step 2; returns ``(B, C, h, w)``."""
@@ -333,10 +335,12 @@ class _HierarchicalAttentionNet(HybridBackbone):
                  norm_cfg: Optional[Dict[str, Any]],
                  act_cfg: Optional[Dict[str, Any]],
                  out_norm_cfg: Optional[Dict[str, Any]],
+                 channels_last: Optional[bool],
                  init_cfg: Optional[Dict[str, Any]]) -> None:
         super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
+                         init_cfg=init_cfg)
         norm_cfg = dict(self.default_norm_cfg) if norm_cfg is None else dict(norm_cfg)
         act_cfg = dict(type='SiLU') if act_cfg is None else dict(act_cfg)
         s = self.arch_settings
@@ -428,6 +432,7 @@ class HATNet(_HierarchicalAttentionNet):
         act_cfg: Activation; ``None`` means SiLU.
         out_norm_cfg: Optional extra norm on each output (``None``: raw stage outputs, as
             the official model has no output norms).
+        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
         init_cfg: Initialisation config; ``Pretrained`` accepts the official
             ``HAT-Net_*.pth`` files.
     """
@@ -446,6 +451,8 @@ class HATNet(_HierarchicalAttentionNet):
     arch_defaults = dict(window_sizes=[8, 7, 7, 1], pool_ratios=[8, 4, 2, 1],
                          kernel_sizes=[3, 3, 3, 3])
     family = 'hatnet'
+    # Depthwise and 1x1 convolutions dominate: channels-last is faster on the CPU.
+    default_channels_last = True
     irb_class = HATNetIRB
     default_norm_cfg = dict(type='GN', num_groups=1, eps=1e-6)
 
@@ -460,11 +467,13 @@ class HATNet(_HierarchicalAttentionNet):
                  norm_cfg: Optional[Dict[str, Any]] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,
                  out_norm_cfg: Optional[Dict[str, Any]] = None,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
                          stem_channels=stem_channels, norm_cfg=norm_cfg, act_cfg=act_cfg,
-                         out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
+                         init_cfg=init_cfg)
 
     def _build_downsample(self, in_channels: int, out_channels: int, norm_cfg: Dict[str, Any],
                           act_cfg: Dict[str, Any]) -> nn.Module:
@@ -497,6 +506,7 @@ class TransCNN(_HierarchicalAttentionNet):
             multi-GPU training).
         act_cfg: Activation; ``None`` means SiLU.
         out_norm_cfg: Optional extra norm on each output (``None``: raw stage outputs).
+        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
         init_cfg: Initialisation config; ``Pretrained`` accepts the official
             ``TransCNN-*.pth`` files.
     """
@@ -515,6 +525,8 @@ class TransCNN(_HierarchicalAttentionNet):
     arch_defaults = dict(window_sizes=[8, 8, 8, 1], pool_ratios=[8, 4, 2, 1],
                          kernel_sizes=[5, 3, 5, 3])
     family = 'transcnn'
+    # Depthwise and 1x1 convolutions dominate: channels-last is faster on the CPU.
+    default_channels_last = True
     irb_class = TransCNNIRB
     default_norm_cfg = dict(type='BN')
 
@@ -529,11 +541,13 @@ class TransCNN(_HierarchicalAttentionNet):
                  norm_cfg: Optional[Dict[str, Any]] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,
                  out_norm_cfg: Optional[Dict[str, Any]] = None,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
                          stem_channels=stem_channels, norm_cfg=norm_cfg, act_cfg=act_cfg,
-                         out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
+                         init_cfg=init_cfg)
 
     def _build_downsample(self, in_channels: int, out_channels: int, norm_cfg: Dict[str, Any],
                           act_cfg: Dict[str, Any]) -> nn.Module:

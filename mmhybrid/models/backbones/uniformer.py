@@ -261,6 +261,7 @@ class UniFormer(HybridBackbone):
         qkv_bias: Bias of the qkv projections.
         act_cfg: Activation config (``None``: GELU).
         out_norm_cfg: Norm on each returned output (``None``: raw stage outputs).
+        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
         init_cfg: Initialisation config; ``Pretrained`` accepts the official ImageNet files and
             the official detection/segmentation checkpoints.
     """
@@ -292,6 +293,7 @@ class UniFormer(HybridBackbone):
                  qkv_bias: bool = True,
                  act_cfg: Optional[Dict[str, Any]] = None,
                  out_norm_cfg: Optional[Mapping[str, Any]] = DEFAULT_OUT_NORM,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(arch=arch,
                          out_indices=out_indices,
@@ -300,6 +302,7 @@ class UniFormer(HybridBackbone):
                          with_cp=with_cp,
                          drop_path_rate=drop_path_rate,
                          out_norm_cfg=None if out_norm_cfg is None else dict(out_norm_cfg),
+                         channels_last=channels_last,
                          init_cfg=init_cfg)
         if isinstance(attn_modes, str) or not isinstance(attn_modes, Sequence) \
                 or len(attn_modes) != 2 or any(m not in ATTENTION_MODES for m in attn_modes):

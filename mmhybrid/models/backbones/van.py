@@ -187,6 +187,7 @@ class VAN(HybridBackbone):
         act_cfg: Activation config.
         out_norm_cfg: Optional extra norm on each output (``None``: VAN's stage norms already
             normalise every output).
+        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
         init_cfg: Initialisation config; ``Pretrained`` accepts the official ``van_*.pth.tar``
             files and mmpretrain-converted VAN files.
     """
@@ -203,6 +204,8 @@ class VAN(HybridBackbone):
     arch_aliases = {'tiny': 'b0', 'small': 'b1', 'base': 'b2', 'large': 'b3'}
     arch_keys = ('embed_dims', 'depths', 'mlp_ratios')
     family = 'van'
+    # Depthwise and 1x1 convolutions dominate: channels-last is faster on the CPU.
+    default_channels_last = True
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'b2',
@@ -216,10 +219,12 @@ class VAN(HybridBackbone):
                  norm_cfg: Optional[Dict[str, Any]] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,
                  out_norm_cfg: Optional[Dict[str, Any]] = None,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
+                         init_cfg=init_cfg)
         norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
         act_cfg = dict(type='GELU') if act_cfg is None else dict(act_cfg)
         dims = self.arch_settings['embed_dims']
