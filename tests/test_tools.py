@@ -95,6 +95,18 @@ def test_benchmark_runs(tmp_path):
     assert 'speed-up' in md.read_text()
 
 
+def test_benchmark_report_keeps_the_notes(tmp_path):
+    from benchmark import BEGIN, END, write_report
+    page = tmp_path / 'benchmarks.md'
+    write_report(str(page), '| first table |\n')
+    assert page.read_text().startswith('# Benchmarks') and '| first table |' in page.read_text()
+    page.write_text(f'# Benchmarks\n\nNotes above.\n\n{BEGIN}\n| old |\n{END}\n\nNotes below.\n')
+    write_report(str(page), '| new |\n')
+    text = page.read_text()
+    assert '| old |' not in text and '| new |' in text
+    assert text.index('Notes above.') < text.index('| new |') < text.index('Notes below.')
+
+
 def test_get_flops_cli():
     out = subprocess.run([sys.executable, str(REPO / 'tools' / 'get_flops.py'), 'van:b2'],
                          check=True, timeout=300, capture_output=True, text=True).stdout
