@@ -57,6 +57,9 @@ def test_config_builds_and_runs(path):
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 96, 128))
     assert all(torch.isfinite(f).all() for f in feats)
+    # The heads get contiguous NCHW maps: mmcv's RoIAlign reads raw NCHW memory and silently
+    # returns wrong features for channels-last-strided ones.
+    assert all(f.is_contiguous() for f in feats)
 
 
 @pytest.mark.parametrize('path', CONFIGS)

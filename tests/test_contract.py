@@ -50,6 +50,20 @@ def test_output_shapes(family, size):
         assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize('out_norm', [None, dict(type='LN', eps=1e-6)], ids=['raw', 'LN'])
+def test_outputs_are_contiguous_nchw(family, out_norm):
+    """Necks and heads receive plain contiguous NCHW maps. mmcv's CPU RoIAlign reads raw NCHW
+    memory: fed a channels-last-strided map (what a permuted LayerNorm output or a conv on one
+    gives) it silently returns wrong features, which kept every Mask R-CNN RoI head from learning
+    before the outputs were made contiguous."""
+    model = build(family, out_norm_cfg=out_norm)
+    for mode in (model.train, model.eval):
+        mode()
+        outs = model(torch.randn(1, 3, 64, 96))
+        assert all(o.is_contiguous() for o in outs)
+        assert all(o.is_contiguous() for o in model.stage_outputs(torch.randn(1, 3, 64, 96)))
+
+
 def test_every_real_arch_builds(family):
     cls = MODELS.get(f'mmhybrid.{family}')
     assert cls.arch_zoo, 'a family must declare its official variants'

@@ -96,15 +96,21 @@ def test_benchmark_runs(tmp_path):
 
 
 def test_benchmark_report_keeps_the_notes(tmp_path):
-    from benchmark import BEGIN, END, write_report
+    from benchmark import markers, write_report
     page = tmp_path / 'benchmarks.md'
     write_report(str(page), '| first table |\n')
     assert page.read_text().startswith('# Benchmarks') and '| first table |' in page.read_text()
-    page.write_text(f'# Benchmarks\n\nNotes above.\n\n{BEGIN}\n| old |\n{END}\n\nNotes below.\n')
+    begin, end = markers('cpu')
+    page.write_text(f'# Benchmarks\n\nNotes above.\n\n{begin}\n| old |\n{end}\n\nNotes below.\n')
     write_report(str(page), '| new |\n')
     text = page.read_text()
     assert '| old |' not in text and '| new |' in text
     assert text.index('Notes above.') < text.index('| new |') < text.index('Notes below.')
+    write_report(str(page), '| gpu |\n', key='cuda')  # another device's table is added
+    text = page.read_text()
+    assert '| new |' in text and text.index('Notes below.') < text.index('| gpu |')
+    write_report(str(page), '| gpu 2 |\n', key='cuda')
+    assert '| gpu |' not in page.read_text() and '| new |' in page.read_text()
 
 
 def test_get_flops_cli():

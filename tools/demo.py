@@ -201,7 +201,7 @@ def _bgr(rgb) -> tuple:
 
 
 def draw_detections(config: Path, checkpoint: Path, images: List[Path], out: Path,
-                    score_thr: float = 0.3, cfg_options: Optional[dict] = None) -> None:
+                    score_thr: float = 0.5, cfg_options: Optional[dict] = None) -> None:
     """Predicted boxes and masks on ``images`` (score >= ``score_thr``, else the 3 best), side by
     side in one PNG: the images on top, the predictions below."""
     import cv2
