@@ -106,9 +106,23 @@ def shapes_root(tmp_path_factory):
     return generate_shapes(tmp_path_factory.mktemp('shapes'), spec=spec)
 
 
+def _tool_env(**extra: str) -> dict:
+    """The tools' environment: one thread each, and no PYTHONPATH (the tools must find the
+    package on their own)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', **extra)
+    env.pop('PYTHONPATH', None)
+    return env
+
+
+def _override(kind: str, base: Path, shapes_root: dict) -> str:
+    """The override config text of a ``'det'`` or ``'seg'`` base config on the shapes trees."""
+    if kind == 'det':
+        return DET_OVERRIDE.format(base=str(base), root=f"{shapes_root['coco']}/")
+    return SEG_OVERRIDE.format(base=str(base), root=str(shapes_root['ade20k']))
+
+
 def _run(tool: str, *args: str, cwd: Path) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    env.pop('PYTHONPATH', None)  # the tools must find the package on their own
+    env = _tool_env()
     proc = subprocess.run([sys.executable, str(REPO / 'tools' / tool), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT)
     out = proc.stdout + proc.stderr
@@ -148,8 +162,7 @@ def _train_test_resume(tmp_path: Path, config: Path, checkpoint: str,
 @pytest.mark.parametrize('det_config', DET_CONFIGS, ids=lambda p: p.stem)
 def test_maskrcnn_train_test_resume(tmp_path, shapes_root, det_config):
     config = tmp_path / 'maskrcnn_shapes.py'
-    config.write_text(DET_OVERRIDE.format(base=str(det_config),
-                                          root=f"{shapes_root['coco']}/"))
+    config.write_text(_override('det', det_config, shapes_root))
     out, test_out, metrics, resume_out = _train_test_resume(
         tmp_path, config, 'epoch_1.pth', 'epoch_2.pth',
         ['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'])
@@ -165,7 +178,7 @@ def test_maskrcnn_train_test_resume(tmp_path, shapes_root, det_config):
 @pytest.mark.parametrize('seg_config', SEG_CONFIGS, ids=lambda p: p.stem)
 def test_upernet_train_test_resume(tmp_path, shapes_root, seg_config):
     config = tmp_path / 'upernet_shapes.py'
-    config.write_text(SEG_OVERRIDE.format(base=str(seg_config), root=str(shapes_root['ade20k'])))
+    config.write_text(_override('seg', seg_config, shapes_root))
     out, test_out, metrics, resume_out = _train_test_resume(
         tmp_path, config, 'iter_2.pth', 'iter_4.pth',
         ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
@@ -199,17 +212,11 @@ def test_dist_train_ranks_end_identical(tmp_path, shapes_root, kind):
     a real seg config: the run ends with bit-identical parameters on both ranks
     (``mmhybrid.WeightSyncCheckHook`` compares SHA-256 digests of every parameter and raises on
     any difference)."""
-    if kind == 'det':
-        text = DET_OVERRIDE.format(base=str(DET_CONFIG), root=f"{shapes_root['coco']}/")
-        final = 'epoch_1.pth'
-    else:
-        text = SEG_OVERRIDE.format(base=str(SEG_CONFIG), root=str(shapes_root['ade20k']))
-        final = 'iter_2.pth'
+    base, final = (DET_CONFIG, 'epoch_1.pth') if kind == 'det' else (SEG_CONFIG, 'iter_2.pth')
     config = tmp_path / f'{kind}_shapes.py'
-    config.write_text(text + SYNC_CHECK)
+    config.write_text(_override(kind, base, shapes_root) + SYNC_CHECK)
     work_dir = tmp_path / 'work'
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHON=sys.executable,
-               PORT=str(_free_port()))
+    env = _tool_env(PYTHON=sys.executable, PORT=str(_free_port()))
     proc = subprocess.run(['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), '2',
                            '--work-dir', str(work_dir)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT)
@@ -262,20 +269,15 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, shapes_root, kind):
 
     import torch
     case = KILL_CASES[kind]
-    root = f"{shapes_root['coco']}/" if kind == 'det' else str(shapes_root['ade20k'])
-    template = DET_OVERRIDE if kind == 'det' else SEG_OVERRIDE
     config = tmp_path / f'{kind}_kill.py'
-    config.write_text(template.format(base=str(case['base']), root=root) + DETERMINISTIC
-                      + case['extra'])
+    config.write_text(_override(kind, case['base'], shapes_root) + DETERMINISTIC + case['extra'])
 
     straight = tmp_path / 'straight'
     _run('train.py', str(config), '--work-dir', str(straight), cwd=tmp_path)
 
     crashed = tmp_path / 'crashed'
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    env.pop('PYTHONPATH', None)
     proc = subprocess.Popen([sys.executable, str(REPO / 'tools' / 'train.py'), str(config),
-                             '--work-dir', str(crashed)], cwd=tmp_path, env=env,
+                             '--work-dir', str(crashed)], cwd=tmp_path, env=_tool_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     last = crashed / 'last_checkpoint'

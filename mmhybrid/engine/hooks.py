@@ -26,12 +26,13 @@
     parameter the wrapper does not see.
 """
 import hashlib
+import logging
 import random
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, get_rank, get_world_size
+from mmengine.dist import all_gather_object, get_rank
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -130,7 +131,7 @@ class WeightSyncCheckHook(Hook):
         """Compares the ranks' parameters now; returns the names that differ."""
         per_rank = all_gather_object(parameter_digests(runner.model))
         bad = mismatched_parameters(per_rank)
-        world = get_world_size()
+        world = len(per_rank)
         if not bad:
             total = hashlib.sha256(''.join(sorted(per_rank[0].values())).encode()).hexdigest()
             print_log(f'WeightSyncCheckHook: the {len(per_rank[0])} parameter tensors are '
@@ -142,7 +143,7 @@ class WeightSyncCheckHook(Hook):
                    + ', '.join(bad[:10]) + (' ...' if len(bad) > 10 else ''))
         if self.action == 'raise':
             raise RuntimeError(message)
-        print_log(message, logger='current', level=30)
+        print_log(message, logger='current', level=logging.WARNING)
         return bad
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
