@@ -9,10 +9,11 @@ import torch.nn.functional as F
 from conftest import assert_stages_close, parity_file
 from mmhybrid.checkpoint import (CheckpointMismatchError, convert_state_dict, detect_family,
                                  load_converted, unwrap_state_dict)
-from mmhybrid.checkpoint.cmt import adapt_cmt, convert_cmt, is_cmt
+from mmhybrid.checkpoint.cmt import convert_cmt, is_cmt
 from mmhybrid.models import CMT
 from mmhybrid.models.backbones import cmt as cmt_module
-from mmhybrid.models.backbones.cmt import key_grid, resize_position_bias
+from mmhybrid.models.backbones.cmt import key_grid
+from mmhybrid.models.layers import resize_position_bias
 
 # The parity README's reduced CMT-Ti (classifier fc_dim 256 / 100 classes is dropped).
 REDUCED_TI = dict(embed_dims=[18, 36, 72, 144], depths=[1, 1, 2, 1], mlp_ratios=[3.6] * 4,
@@ -167,8 +168,16 @@ def test_other_pretrain_size_is_resized_on_load(official_sd, loaded, tmp_path):
         for a, b in zip(model(x), loaded(x)):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     sd, _ = convert_cmt(official_sd)
-    assert adapt_cmt(sd, model) == [f'stages.{i}.relative_pos' for i in range(4)]
-    assert adapt_cmt(sd, model) == []  # already at the model's size
+    assert model.adapt_state_dict(dict(sd)) == [f'stages.{i}.relative_pos' for i in range(4)]
+    resized = dict(sd)
+    model.adapt_state_dict(resized)
+    assert model.adapt_state_dict(resized) == []  # already at the model's size
+    # The backbone's own load hook adapts: a plain load_state_dict of the 224-trained weights.
+    plain = CMT(arch=dict(REDUCED_TI, img_size=64)).eval()
+    plain.load_state_dict(sd)
+    with torch.no_grad():
+        for a, b in zip(plain(x), model(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------- bias

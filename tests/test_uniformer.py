@@ -11,7 +11,7 @@ from mmhybrid.checkpoint import (CheckpointMismatchError, convert_state_dict, lo
                                  unwrap_state_dict)
 from mmhybrid.checkpoint.core import detect_family
 from mmhybrid.models import UniFormer
-from mmhybrid.models.backbones.uniformer import SelfAttentionBlock
+from mmhybrid.models.backbones.uniformer import UniFormerSABlock
 
 # The reduced layouts of the parity files (parity/README.md).
 REDUCED_S = dict(embed_dims=[16, 32, 80, 128], depths=[1, 1, 4, 1], head_dim=16)
@@ -108,7 +108,7 @@ def test_global_and_window_modes_differ_at_detection_size(parity_s, parity_det):
 
 
 # ---------------------------------------------------------------------------- attention modes
-def reference_window_attention(block: SelfAttentionBlock, x: torch.Tensor) -> torch.Tensor:
+def reference_window_attention(block: UniFormerSABlock, x: torch.Tensor) -> torch.Tensor:
     """Explicit per-window softmax attention over the zero-padded normed map (B, H, W, C)."""
     b, h, w, c = x.shape
     s = block.window_size
@@ -131,10 +131,10 @@ def reference_window_attention(block: SelfAttentionBlock, x: torch.Tensor) -> to
 @pytest.mark.parametrize('size', [(5, 5), (6, 9), (3, 4), (10, 7)])
 def test_window_attention_pads_with_zeros_without_mask(size):
     torch.manual_seed(0)
-    block = SelfAttentionBlock(16, 2, 2., True, 0., 5, None, dict(type='GELU')).eval()
+    block = UniFormerSABlock(16, 2, 2., True, 0., 5, None, dict(type='GELU')).eval()
     x = torch.randn(2, *size, 16)
     with torch.no_grad():
-        mine = block._window_attention(x)
+        mine = block._attention(x)
         ref = reference_window_attention(block, x)
     torch.testing.assert_close(mine, ref, atol=1e-5, rtol=1e-5)
 

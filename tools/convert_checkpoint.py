@@ -17,11 +17,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmhybrid.checkpoint import CONVERTERS, CheckpointLoadError, CheckpointMismatchError  # noqa
-from mmhybrid.checkpoint.core import _ensure_converters, convert_checkpoint_file  # noqa
+from mmhybrid.checkpoint.core import convert_checkpoint_file  # noqa
 
 
 def parse_args(argv=None):
-    _ensure_converters()
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='official checkpoint file')
     parser.add_argument('dst', nargs='?', help='output file (omit with --check)')

@@ -3,14 +3,12 @@
 The released files hold ``model`` (and ``model_ema``), an ``optimizer`` and an argparse
 ``args``; core's safe loader reads them without executing code and unwraps the state dict.
 Each stage's ``relative_pos`` is a dense bias fixed by the pretrain size; a file of another
-size is resized to the model's on load (:func:`adapt_cmt`).
+size is resized to the model's on load by the backbone itself (``CMT.adapt_state_dict``).
 """
-import math
 import re
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
-import torch.nn as nn
 
 from .core import (ConversionReport, FamilyConverter, StateDict, register_converter,
                    remap_keys)
@@ -76,35 +74,5 @@ def convert_cmt(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, Conv
     return remap_keys(state_dict, 'cmt', _rename_key, _is_dropped)
 
 
-def _square_side(n: int) -> int:
-    side = math.isqrt(n)
-    return side if side * side == n else -1
-
-
-def adapt_cmt(state_dict: StateDict, model: nn.Module) -> List[str]:
-    """Resizes ``stages.i.relative_pos`` of another pretrain size to the model's (in place).
-
-    Official pretrain sizes are square, so the source grids are the square roots of the
-    stored query and key counts. Returns the resized keys; a bias with another head count or
-    non-square grids is left alone (the load then reports the shape mismatch).
-    """
-    from mmhybrid.models.backbones.cmt import resize_position_bias
-    resized = []
-    for i, stage in enumerate(getattr(model, 'stages', [])):
-        key = f'stages.{i}.relative_pos'
-        target = getattr(stage, 'relative_pos', None)
-        value = state_dict.get(key)
-        if target is None or value is None or value.dim() != 3 \
-                or value.shape == target.shape or value.shape[0] != target.shape[0]:
-            continue
-        hq, hk = _square_side(value.shape[1]), _square_side(value.shape[2])
-        if hq < 0 or hk < 0:
-            continue
-        state_dict[key] = resize_position_bias(value, (hq, hq), (hk, hk), stage.query_grid,
-                                               stage.key_grid).to(value.dtype)
-        resized.append(key)
-    return resized
-
-
 register_converter(FamilyConverter(family='cmt', model_type='CMT', detect=is_cmt,
-                                   convert=convert_cmt, adapt=adapt_cmt))
+                                   convert=convert_cmt))

@@ -9,33 +9,20 @@ through the functions of this module.
 import hashlib
 import io
 import os
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 
+from ..engine.atomic_backend import atomic_write_bytes
+from ..models.loading import CheckpointMismatchError, compare_state_dict, summarize_keys
+from ..registry import MODELS, WEIGHT_INITIALIZERS
 from .safe_load import CheckpointLoadError, load_foreign_checkpoint
 
 StateDict = Dict[str, torch.Tensor]
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not belong to the model (family, arch or shapes differ)."""
-
-
-def summarize_keys(keys: Sequence[str], limit: int = 6) -> str:
-    """Folds block indices (``stages.0.blocks.3.x`` → ``stages.0.blocks.*.x``) for a report."""
-    folded: Dict[str, int] = OrderedDict()
-    for key in keys:
-        pattern = re.sub(r'\.\d+(?=\.|$)', '.*', key)
-        folded[pattern] = folded.get(pattern, 0) + 1
-    items = [f'{p} (x{n})' if n > 1 else p for p, n in folded.items()]
-    if len(items) > limit:
-        items = items[:limit] + [f'... {len(items) - limit} more patterns']
-    return ', '.join(items) if items else '-'
 
 
 @dataclass
@@ -77,14 +64,15 @@ class FamilyConverter:
         detect: True when a (prefix-stripped) state dict belongs to this family, in the
             official layout or in mmhybrid's own.
         convert: Pure, idempotent function ``state_dict -> (state_dict, report)``.
-        adapt: Optional ``(state_dict, model) -> resized keys``: shape adaptation that needs
-            the target model (e.g. resizing position biases to another pretrain size).
+
+    Shape adaptation that needs the target model (e.g. position biases of another pretrain
+    size) is the backbone's own business: ``HybridBackbone.adapt_state_dict``, run by its load
+    hook.
     """
     family: str
     model_type: str
     detect: Callable[[Mapping[str, Any]], bool]
     convert: Callable[[Mapping[str, torch.Tensor]], Tuple[StateDict, ConversionReport]]
-    adapt: Optional[Callable[[StateDict, nn.Module], List[str]]] = None
 
 
 CONVERTERS: Dict[str, FamilyConverter] = OrderedDict()
@@ -170,24 +158,13 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor],
 
 def detect_family(state_dict: Mapping[str, Any]) -> Optional[str]:
     """Name of the family whose converter recognises ``state_dict`` (``None`` if none)."""
-    _ensure_converters()
     for name, converter in CONVERTERS.items():
         if converter.detect(state_dict):
             return name
     return None
 
 
-def _ensure_converters() -> None:
-    # The family modules register themselves on import.
-    from . import cmt  # noqa: F401
-    from . import crossformer  # noqa: F401
-    from . import transcnn  # noqa: F401
-    from . import uniformer  # noqa: F401
-    from . import van  # noqa: F401
-
-
 def get_converter(family: str) -> FamilyConverter:
-    _ensure_converters()
     if family not in CONVERTERS:
         raise ValueError(f'unknown checkpoint family {family!r}; known: {list(CONVERTERS)}')
     return CONVERTERS[family]
@@ -232,30 +209,20 @@ def _download(url: str) -> str:
 
 
 def adapt_to_model(state_dict: StateDict, model: nn.Module, report: ConversionReport) -> None:
-    """Applies the model family's shape adaptation (if any) in place; records resized keys."""
-    converter = CONVERTERS.get(getattr(model, 'family', ''))
-    if converter is not None and converter.adapt is not None:
-        report.resized += converter.adapt(state_dict, model)
+    """Applies the backbone's shape adaptation (if any) in place; records resized keys."""
+    adapt = getattr(model, 'adapt_state_dict', None)
+    if adapt is not None:
+        report.resized += adapt(state_dict)
 
 
 def compare_with_model(state_dict: Mapping[str, torch.Tensor], model: nn.Module,
                        report: ConversionReport) -> List[str]:
     """Fills ``missing``/``unexpected``/``new_keys`` of ``report``; returns shape mismatches."""
-    target = model.state_dict()
-    new_keys = set(new_parameter_keys(model))
-    report.unexpected = [k for k in state_dict if k not in target]
-    report.missing = [k for k in target if k not in state_dict and k not in new_keys]
-    report.new_keys = [k for k in target if k not in state_dict and k in new_keys]
-    return [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}'
-            for k, v in state_dict.items() if k in target and v.shape != target[k].shape]
-
-
-def new_parameter_keys(model: nn.Module) -> List[str]:
-    """Keys the model adds on top of the pretrained trunk (e.g. per-output norms)."""
-    out_norms = getattr(model, 'out_norms', None)
-    keys = [f'out_norms.{k}' for k in out_norms.state_dict()] if out_norms is not None else []
-    extra = getattr(model, 'extra_new_keys', None)
-    return keys + (list(extra()) if callable(extra) else [])
+    comparison = compare_state_dict(state_dict, model)
+    report.missing = comparison.missing
+    report.unexpected = comparison.unexpected
+    report.new_keys = comparison.new_keys
+    return comparison.mismatched
 
 
 def match_arch(model_cls: type, state_dict: Mapping[str, torch.Tensor]) -> List[str]:
@@ -309,7 +276,6 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
     The file is read without executing code, unwrapped, recognised, converted in memory and
     loaded; a checkpoint of another family or arch is an error. A one-screen report is logged.
     """
-    from mmengine.logging import print_log
     family = getattr(model, 'family', '')
     state_dict, others = read_checkpoint(path, prefix)
     try:
@@ -328,9 +294,37 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
     return report
 
 
+@WEIGHT_INITIALIZERS.register_module(name='Pretrained')
+class CheckedPretrainedInit:
+    """``init_cfg=dict(type='Pretrained', checkpoint=PATH, prefix=None)`` for mmhybrid backbones.
+
+    Backbones route their ``Pretrained`` entries here (as ``mmhybrid.Pretrained``), so that a
+    dict or a list ``init_cfg`` loads through :func:`load_pretrained`: the authors' released
+    files are recognised and converted, and anything short of a complete load is an error.
+
+    Args:
+        checkpoint: Path or URL of the file.
+        prefix: Part of a detector/classifier file to take (``'backbone.'`` is found by itself).
+        map_location: Accepted for compatibility with mmengine's ``PretrainedInit``; files are
+            always read to the CPU.
+    """
+
+    def __init__(self,
+                 checkpoint: str,
+                 prefix: Optional[str] = None,
+                 map_location: str = 'cpu') -> None:
+        self.checkpoint = checkpoint
+        self.prefix = prefix
+
+    def __call__(self, module: nn.Module) -> None:
+        load_pretrained(module, self.checkpoint, prefix=self.prefix)
+
+    def _get_init_info(self) -> str:
+        return f'{type(self).__name__}: load from {self.checkpoint}'
+
+
 def save_state_dict(state_dict: Mapping[str, torch.Tensor], dst: str) -> str:
     """Writes a plain tensor state dict atomically; returns its sha256."""
-    from mmhybrid.engine.atomic_backend import atomic_write_bytes
     buffer = io.BytesIO()
     torch.save(OrderedDict((k, v.contiguous()) for k, v in state_dict.items()), buffer)
     data = buffer.getvalue()
@@ -349,7 +343,6 @@ class FileConversion:
 
 
 def _model_class(family: str) -> type:
-    from mmhybrid.registry import MODELS
     return MODELS.get(f'mmhybrid.{get_converter(family).model_type}')
 
 

@@ -4,22 +4,53 @@ from typing import Any, ClassVar, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import LayerNorm2d
+from mmhybrid.registry import WEIGHT_INITIALIZERS
+from ..layers import build_out_norm
+from ..loading import CheckpointMismatchError, compare_state_dict
 
 # The four-stage pyramid every family produces.
 NUM_STAGES = 4
+# ``init_cfg`` types that load weights; they are routed to mmhybrid's checked loader (registered
+# as ``Pretrained`` in mmhybrid's WEIGHT_INITIALIZERS by ``mmhybrid.checkpoint``), never to
+# mmengine's lenient one.
+PRETRAINED_TYPES = ('Pretrained', 'mmhybrid.Pretrained')
 
 
-def build_out_norm(cfg: Dict[str, Any], num_channels: int) -> nn.Module:
-    """Builds a norm for an NCHW output map; ``LN`` means LayerNorm over channels."""
-    cfg = dict(cfg)
-    if cfg.get('type') in ('LN', 'LN2d', 'LayerNorm', 'LayerNorm2d'):
-        return LayerNorm2d(num_channels, eps=cfg.get('eps', 1e-6))
-    return build_norm_layer(cfg, num_channels)[1]
+def _load_state_dict_pre_hook(module: 'HybridBackbone', state_dict: Dict[str, torch.Tensor],
+                              prefix: str, local_metadata: Dict[str, Any], strict: bool,
+                              missing_keys: List[str], unexpected_keys: List[str],
+                              error_msgs: List[str]) -> None:
+    """Runs before torch loads the backbone's weights (``load_state_dict``, ``load_from``,
+    resume): adapts shapes (:meth:`HybridBackbone.adapt_state_dict`) and refuses a partial
+    load.
+
+    When the backbone sits inside a detector (``prefix='backbone.'``) and the checkpoint is a
+    plain backbone state dict (every key a key of this backbone, none prefixed), its keys are
+    moved under the prefix: mmengine's ``load_from`` of a converted backbone file loads it.
+    """
+    if prefix and state_dict and not any(k.startswith(prefix) for k in state_dict):
+        own_keys = module.state_dict().keys()
+        if all(k in own_keys for k in state_dict):
+            for key in list(state_dict):
+                state_dict[prefix + key] = state_dict.pop(key)
+                if key in unexpected_keys:
+                    unexpected_keys.remove(key)
+    own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not own:
+        return
+    resized = module.adapt_state_dict(own)
+    for key in resized:
+        state_dict[prefix + key] = own[key]
+    comparison = compare_state_dict(own, module)
+    if not comparison.fits:
+        raise CheckpointMismatchError(
+            f'checkpoint does not fit {type(module).__name__}(arch={module.arch_name!r})'
+            f'{f" at {prefix!r}" if prefix else ""}: {comparison.problems()}. Official files '
+            f'load through init_cfg=dict(type=\'Pretrained\', checkpoint=...) or '
+            f'tools/convert_checkpoint.py.')
 
 
 class HybridBackbone(BaseModule):
@@ -91,6 +122,7 @@ class HybridBackbone(BaseModule):
         self.channels_last = channels_last
         self.stem: Optional[nn.Module] = None
         self.stages = nn.ModuleList()
+        self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
 
     # ------------------------------------------------------------------ argument parsing
     @classmethod
@@ -270,12 +302,31 @@ class HybridBackbone(BaseModule):
         return self
 
     # ------------------------------------------------------------------ weights
+    def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> List[str]:
+        """Adapts the shapes of an mmhybrid-layout state dict to this model, in place.
+
+        Called by the load hook before every load. Families whose weights depend on the
+        pretrain size (CMT's position biases) resize them here; returns the resized keys.
+        """
+        return []
+
     def init_weights(self) -> None:
-        """Loads an official or converted checkpoint given as ``init_cfg=Pretrained``."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from mmhybrid.checkpoint import load_pretrained
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
-            self._is_init = True
+        """mmengine initialisation, except that every ``Pretrained`` entry of ``init_cfg`` (a
+        dict or a list, with or without ``prefix``) goes through mmhybrid's checked loader
+        (``mmhybrid.Pretrained``): the authors' released files are converted, and anything
+        short of a complete load is an error."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') in PRETRAINED_TYPES]
+        if not pretrained:
+            super().init_weights()
             return
-        super().init_weights()
+        others = [c for c in cfgs if c is not None and c not in pretrained]
+        if others:
+            # mmengine applies the other entries first; the weights are loaded last, as
+            # mmengine orders them itself.
+            self.init_cfg = others
+            super().init_weights()
+            self.init_cfg = cfgs
+        for cfg in pretrained:
+            WEIGHT_INITIALIZERS.build(dict(cfg, type='Pretrained'))(self)
+        self._is_init = True

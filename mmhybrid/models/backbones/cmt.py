@@ -7,7 +7,8 @@ converter in ``mmhybrid.checkpoint.cmt`` maps the released files onto it.
 The official model only runs at its pretrain size: each stage holds a dense position bias
 ``relative_pos`` of shape ``(heads, Hq0*Wq0, Hk0*Wk0)`` fixed by ``img_size``. Here the bias is
 stored at that native size and resized at run time to the real query and key grids
-(:func:`resize_position_bias`), once per stage and forward, shared by the stage's blocks.
+(``layers.resize_position_bias``), once per stage and forward, shared by the stage's blocks; a
+state dict of another pretrain size is resized on load (:meth:`CMT.adapt_state_dict`).
 """
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -17,13 +18,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model.weight_init import trunc_normal_
 
 from mmhybrid.registry import MODELS
-from ..layers import LayerNorm2d, maybe_checkpoint
-from .base import HybridBackbone
-
-Grid = Tuple[int, int]
+from ..layers import (LayerNorm2d, Stage, grouped_attention, init_official_weights_,
+                      merge_heads, pad_to_multiple, resize_position_bias, split_heads)
+from ..layers.position_bias import Grid
+from .base import NUM_STAGES, HybridBackbone
 
 
 def key_grid(height: int, width: int, sr_ratio: int) -> Grid:
@@ -33,39 +33,6 @@ def key_grid(height: int, width: int, sr_ratio: int) -> Grid:
     than ``sr`` still yields one key (the map is zero-padded to ``sr`` there).
     """
     return max(height // sr_ratio, 1), max(width // sr_ratio, 1)
-
-
-def resize_position_bias(bias: torch.Tensor, src_query: Grid, src_key: Grid, dst_query: Grid,
-                         dst_key: Grid) -> torch.Tensor:
-    """Resizes a dense ``(heads, Hq*Wq, Hk*Wk)`` attention bias to other query/key grids.
-
-    The bias is a 5-D field ``(heads, Hq, Wq, Hk, Wk)``; the key plane and then the query plane
-    are interpolated separately (bicubic, ``align_corners=False``). Returns ``bias`` itself when
-    both grids are unchanged. Differentiable with respect to ``bias``.
-    """
-    heads = bias.shape[0]
-    (hq0, wq0), (hk0, wk0) = src_query, src_key
-    (hq, wq), (hk, wk) = dst_query, dst_key
-    if bias.shape[1:] != (hq0 * wq0, hk0 * wk0):
-        raise ValueError(f'position bias of shape {tuple(bias.shape)} does not match query grid '
-                         f'{src_query} and key grid {src_key}')
-    if (hq0, wq0, hk0, wk0) == (hq, wq, hk, wk):
-        return bias
-    if bias.dtype not in (torch.float32, torch.float64):
-        bias = bias.float()  # bicubic interpolation is not implemented for every dtype
-    if (hk0, wk0) != (hk, wk):
-        # (heads * Nq0) maps of size (Hk0, Wk0) as the channels of one image.
-        planes = bias.reshape(1, heads * hq0 * wq0, hk0, wk0)
-        planes = F.interpolate(planes, size=(hk, wk), mode='bicubic', align_corners=False)
-        bias = planes.reshape(heads, hq0 * wq0, hk * wk)
-    if (hq0, wq0) != (hq, wq):
-        # (Hk*Wk) maps of size (Hq0, Wq0) per head. This view is the channels-last layout of
-        # a (heads, Hk*Wk, Hq0, Wq0) batch, which interpolate keeps, so the result is already
-        # laid out as (heads, Hq*Wq, Hk*Wk): the large bias is written once, never transposed.
-        planes = bias.reshape(heads, hq0, wq0, hk * wk).permute(0, 3, 1, 2)
-        planes = F.interpolate(planes, size=(hq, wq), mode='bicubic', align_corners=False)
-        bias = planes.permute(0, 2, 3, 1).reshape(heads, hq * wq, hk * wk)
-    return bias
 
 
 class CMTStem(nn.Module):
@@ -111,10 +78,7 @@ class CMTPatchEmbed(nn.Module):
         self.norm = LayerNorm2d(out_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad_h, pad_w = x.shape[2] % 2, x.shape[3] % 2
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        return self.norm(self.proj(x))
+        return self.norm(self.proj(pad_to_multiple(x, 2)))
 
 
 class LightweightMHSA(nn.Module):
@@ -150,29 +114,22 @@ class LightweightMHSA(nn.Module):
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio, groups=dim)
             self.sr_norm = build_norm_layer(norm_cfg, dim)[1]
 
-    def _heads(self, tokens: torch.Tensor) -> torch.Tensor:
-        b, n, c = tokens.shape
-        return tokens.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
-
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``x``: normed NCHW map; ``bias``: ``(heads, H*W, Hk*Wk)``. Returns NCHW."""
         b, c, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         if self.sr_ratio > 1:
+            # A side shorter than the reduction is padded up to it (one key along that side).
             pad_h, pad_w = max(self.sr_ratio - h, 0), max(self.sr_ratio - w, 0)
             kv = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
             kv = self.sr_norm(self.sr(kv)).flatten(2).transpose(1, 2)
         else:
             kv = tokens
-        q = self._heads(self.q(tokens))
-        k = self._heads(self.k(kv))
-        v = self._heads(self.v(kv))
-        # A 4-D mask: PyTorch's fused CPU kernel takes only 4-D masks (a 3-D one falls back to
-        # the math path, which materialises the logits).
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype)[None],
-                                             scale=self.scale)
-        out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        # One group (global attention): (B, 1, heads, N, d).
+        q, k, v = (split_heads(proj(t), 1, self.num_heads)[0][:, None]
+                   for proj, t in ((self.q, tokens), (self.k, kv), (self.v, kv)))
+        out = merge_heads(grouped_attention(q, k, v, bias, scale=self.scale)[:, 0])
+        return self.proj(out).transpose(1, 2).reshape(b, c, h, w)
 
 
 class IRFFN(nn.Module):
@@ -247,7 +204,7 @@ class CMTBlock(nn.Module):
         return x + self.drop_path(self.ffn(self.norm2(x)))
 
 
-class CMTStage(nn.Module):
+class CMTStage(Stage):
     """Patch embedding and blocks sharing one position bias ``relative_pos``.
 
     The bias is stored at the pretrain grids and resized once per forward to the actual
@@ -270,15 +227,12 @@ class CMTStage(nn.Module):
                  sr_ratio: int,
                  query_grid: Grid,
                  with_cp: bool) -> None:
-        super().__init__()
-        self.downsample = downsample
-        self.blocks = nn.ModuleList(blocks)
+        super().__init__(downsample, blocks, with_cp)
         self.sr_ratio = sr_ratio
         self.query_grid = tuple(query_grid)
         self.key_grid = key_grid(*query_grid, sr_ratio)
         self.relative_pos = nn.Parameter(
             torch.randn(num_heads, math.prod(self.query_grid), math.prod(self.key_grid)))
-        self.with_cp = with_cp
         self._bias_cache: Optional[Tuple[Tuple[Any, ...], torch.Tensor]] = None
 
     def position_bias(self, query_grid: Grid, dtype: torch.dtype) -> torch.Tensor:
@@ -306,10 +260,7 @@ class CMTStage(nn.Module):
         dtype = x.dtype
         if torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
-        bias = self.position_bias((x.shape[2], x.shape[3]), dtype)
-        for block in self.blocks:
-            x = maybe_checkpoint(block, x, bias, enabled=self.with_cp)
-        return x
+        return self.run_blocks(x, self.position_bias((x.shape[2], x.shape[3]), dtype))
 
 
 @MODELS.register_module()
@@ -329,20 +280,14 @@ class CMT(HybridBackbone):
             ``stem_channels`` and optionally ``num_heads`` (1, 2, 4, 8), ``sr_ratios``
             (8, 4, 2, 1), ``img_size`` (224; the pretrain size fixing the stored bias shapes,
             a multiple of 32) and ``qkv_bias`` (True).
-        out_indices: Stages whose outputs are returned.
-        frozen_stages: ``-1`` for none, ``k`` to freeze the stem and stages ``0..k``.
-        norm_eval: Keep BatchNorms in eval mode while training.
-        with_cp: Activation checkpointing (bool or stage indices).
-        drop_path_rate: Stochastic depth rate of the last block.
         patch_norm_eps: Epsilon of the patch-embedding LayerNorms.
         block_norm_eps: Epsilon of the block LayerNorms.
         norm_cfg: Norm of the stem, the attention reduction and the IRFFN.
         act_cfg: Activation of the stem and the IRFFN.
-        out_norm_cfg: Optional extra norm on each output (``None``: raw outputs, as the
-            official trunk has no per-stage output norm).
-        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
-        init_cfg: Initialisation config; ``Pretrained`` accepts the official ``cmt_*.pth``
-            files (a bias of another pretrain size is resized on load).
+        **kwargs: The contract arguments of :class:`HybridBackbone`: ``out_indices``,
+            ``frozen_stages``, ``norm_eval``, ``with_cp``, ``drop_path_rate``, ``out_norm_cfg``,
+            ``channels_last`` and ``init_cfg`` (``Pretrained`` accepts the official ``cmt_*.pth``
+            files (a bias of another pretrain size is resized on load)).
     """
 
     arch_zoo = {
@@ -365,22 +310,12 @@ class CMT(HybridBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'small',
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: Union[bool, Sequence[int]] = False,
-                 drop_path_rate: float = 0.,
                  patch_norm_eps: float = 1e-5,
                  block_norm_eps: float = 1e-6,
                  norm_cfg: Optional[Dict[str, Any]] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,
-                 out_norm_cfg: Optional[Dict[str, Any]] = None,
-                 channels_last: Optional[bool] = None,
-                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
-                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
-                         init_cfg=init_cfg)
+                 **kwargs: Any) -> None:
+        super().__init__(arch=arch, **kwargs)
         norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
         act_cfg = dict(type='GELU') if act_cfg is None else dict(act_cfg)
         settings = self.arch_settings
@@ -391,7 +326,7 @@ class CMT(HybridBackbone):
         dpr = self.drop_path_rates(depths)
         in_channels = settings['stem_channels']
         grid = self.img_size // 2
-        for i in range(4):
+        for i in range(NUM_STAGES):
             grid //= 2
             blocks = [
                 CMTBlock(dims[i], heads[i], settings['mlp_ratios'][i], sr_ratios[i],
@@ -402,7 +337,8 @@ class CMT(HybridBackbone):
                 CMTStage(CMTPatchEmbed(in_channels, dims[i], patch_norm_eps), blocks, heads[i],
                          sr_ratios[i], (grid, grid), self.cp_stages[i]))
             in_channels = dims[i]
-        self._init_default_weights()
+        # The official initialisation (position biases keep their N(0, 1)).
+        init_official_weights_(self, conv='fan_out')
         self._finish_build(dims)
 
     @classmethod
@@ -422,15 +358,25 @@ class CMT(HybridBackbone):
             raise ValueError(f'CMT arch sr_ratios must be positive ints, got '
                              f'{settings["sr_ratios"]}')
 
-    def _init_default_weights(self) -> None:
-        # The official initialisation: Linear trunc_normal(0.02), conv kaiming_normal
-        # (fan_out), zero biases, unit norms; position biases N(0, 1).
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out')
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+    def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> List[str]:
+        """Resizes ``stages.i.relative_pos`` of another pretrain size to this model's.
+
+        Official pretrain sizes are square, so the source grids are the square roots of the
+        stored query and key counts. A bias with another head count or non-square grids is
+        left alone (the load then reports the shape mismatch).
+        """
+        resized = []
+        for i, stage in enumerate(self.stages):
+            key = f'stages.{i}.relative_pos'
+            value = state_dict.get(key)
+            target = stage.relative_pos
+            if value is None or value.dim() != 3 or value.shape == target.shape \
+                    or value.shape[0] != target.shape[0]:
+                continue
+            hq, hk = math.isqrt(value.shape[1]), math.isqrt(value.shape[2])
+            if hq * hq != value.shape[1] or hk * hk != value.shape[2]:
+                continue
+            state_dict[key] = resize_position_bias(value, (hq, hq), (hk, hk), stage.query_grid,
+                                                   stage.key_grid).to(value.dtype)
+            resized.append(key)
+        return resized

@@ -11,21 +11,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmcv.cnn import build_activation_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model.weight_init import trunc_normal_
 
 from mmhybrid.registry import MODELS
-from ..layers import LayerNorm2d, maybe_checkpoint
+from ..layers import (AxisLayout, LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
+                      init_official_weights_, pad_to_multiple, window_layout)
 from .base import NUM_STAGES, HybridBackbone
 
-# The official codes mask padded keys by adding -1e6 (not -inf): a group made only of padding
-# then still has a finite softmax (its outputs are discarded with the padding).
-PADDING_MASK_VALUE = -1e6
 LDA_MODES = ('iclr', 'regional')
-# Per-axis group layout: (tokens per group along the axis, sampling stride along the axis).
-AxisLayout = Tuple[int, int]
 
 
 def cel_channel_splits(channels: int, num_kernels: int) -> List[int]:
@@ -74,8 +67,8 @@ class DynamicPositionBias(nn.Module):
         return table[index].permute(2, 0, 1)
 
 
-class CrossFormerAttention(nn.Module):
-    """Multi-head self-attention inside groups, biased by the DPB, through SDPA.
+class CrossFormerAttention(TokenAttention):
+    """Multi-head self-attention inside groups, biased by the DPB (:class:`TokenAttention`).
 
     Args:
         dim: Number of channels.
@@ -84,12 +77,9 @@ class CrossFormerAttention(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        super().__init__(dim, num_heads, qkv_bias)
         # The official code builds the DPB with `dim // 4`, which it divides by 4 again.
         self.pos = DynamicPositionBias(num_heads, (dim // 4) // 4)
-        self.proj = nn.Linear(dim, dim)
 
     def forward(self,
                 x: torch.Tensor,
@@ -103,67 +93,7 @@ class CrossFormerAttention(nn.Module):
             group_shape: ``(Gh, Gw)`` with ``Gh * Gw = N``.
             key_padding: ``(num_groups, N)``, True where a token is padding, or None.
         """
-        batch, num_groups, num_tokens, channels = x.shape
-        # 4-D q, k, v (the fused SDPA kernels accept no more dimensions).
-        qkv = self.qkv(x).reshape(batch * num_groups, num_tokens, 3, self.num_heads,
-                                  channels // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # B*nG, heads, N, d
-        # Always a 4-D mask: PyTorch's fused CPU kernel takes only 4-D masks (a 3-D one falls
-        # back to the math path, which materialises the logits).
-        bias = self.pos(*group_shape).to(q.dtype)[None]  # 1, heads, N, N
-        if key_padding is not None:
-            fill = max(PADDING_MASK_VALUE, -torch.finfo(q.dtype).max / 4)  # finite in fp16
-            mask = torch.zeros(key_padding.shape, dtype=q.dtype, device=q.device)
-            mask = mask.masked_fill(key_padding, fill)
-            bias = bias + mask[:, None, None, :]  # nG, heads, N, N
-            if batch > 1:
-                bias = bias.repeat(batch, 1, 1, 1)  # B*nG, heads, N, N
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        x = x.transpose(1, 2).reshape(batch, num_groups, num_tokens, channels)
-        return self.proj(x)
-
-
-class CrossFormerMlp(nn.Module):
-    """Token MLP: Linear → act → Linear.
-
-    Args:
-        dim: Input and output channels.
-        hidden_dim: Hidden channels.
-        act_cfg: Activation config.
-    """
-
-    def __init__(self, dim: int, hidden_dim: int, act_cfg: Dict[str, Any]) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = build_activation_layer(act_cfg)
-        self.fc2 = nn.Linear(hidden_dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-def partition_groups(x: torch.Tensor, layout_h: AxisLayout, layout_w: AxisLayout) -> torch.Tensor:
-    """Splits a padded ``(B, Hp, Wp, C)`` map into groups: ``(B, num_groups, Gh*Gw, C)``.
-
-    Along each axis the map is ``regions x tokens x stride``: a group collects, inside one region,
-    the tokens of one phase of the stride (stride 1 = contiguous windows, SDA; stride I = dilated
-    sampling, LDA).
-    """
-    batch, height, width, channels = x.shape
-    (gh, sh), (gw, sw) = layout_h, layout_w
-    rh, rw = height // (gh * sh), width // (gw * sw)
-    x = x.reshape(batch, rh, gh, sh, rw, gw, sw, channels).permute(0, 1, 4, 3, 6, 2, 5, 7)
-    return x.reshape(batch, rh * rw * sh * sw, gh * gw, channels)
-
-
-def merge_groups(x: torch.Tensor, layout_h: AxisLayout, layout_w: AxisLayout, height: int,
-                 width: int) -> torch.Tensor:
-    """Inverse of :func:`partition_groups` for a padded ``height x width`` map."""
-    batch, channels = x.shape[0], x.shape[-1]
-    (gh, sh), (gw, sw) = layout_h, layout_w
-    rh, rw = height // (gh * sh), width // (gw * sw)
-    x = x.reshape(batch, rh, rw, sh, sw, gh, gw, channels).permute(0, 1, 5, 3, 2, 6, 4, 7)
-    return x.reshape(batch, height, width, channels)
+        return super().forward(x, self.pos(*group_shape), key_padding)
 
 
 class CrossFormerBlock(nn.Module):
@@ -201,7 +131,7 @@ class CrossFormerBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = CrossFormerAttention(dim, num_heads, qkv_bias)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = CrossFormerMlp(dim, int(dim * mlp_ratio), act_cfg)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def group_layout(self, height: int, width: int) -> Tuple[AxisLayout, AxisLayout]:
@@ -215,9 +145,9 @@ class CrossFormerBlock(nn.Module):
         size, interval = self.group_size, self.interval
         if min(height, width) <= size:
             size = min(height, width) if self.lda_mode == 'iclr' else max(height, width)
-            return (size, 1), (size, 1)
+            return window_layout(size)
         if not self.long_distance:
-            return (size, 1), (size, 1)
+            return window_layout(size)
         if self.lda_mode == 'iclr':
             # I x I groups; each holds every I-th token of the whole (padded) map.
             return ((math.ceil(height / interval), interval),
@@ -226,23 +156,10 @@ class CrossFormerBlock(nn.Module):
         return (size, interval), (size, interval)
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
-        _, height, width, _ = x.shape
-        layout_h, layout_w = self.group_layout(height, width)
-        unit_h, unit_w = layout_h[0] * layout_h[1], layout_w[0] * layout_w[1]
-        pad_h = (unit_h - height % unit_h) % unit_h
-        pad_w = (unit_w - width % unit_w) % unit_w
-        key_padding = None
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-            padded = torch.zeros((1, height + pad_h, width + pad_w, 1), dtype=torch.bool,
-                                 device=x.device)
-            padded[:, height:] = True
-            padded[:, :, width:] = True
-            key_padding = partition_groups(padded, layout_h, layout_w)[0, ..., 0]
-        groups = partition_groups(x, layout_h, layout_w)
-        groups = self.attn(groups, (layout_h[0], layout_w[0]), key_padding)
-        x = merge_groups(groups, layout_h, layout_w, height + pad_h, width + pad_w)
-        return x[:, :height, :width] if (pad_h or pad_w) else x
+        layout_h, layout_w = self.group_layout(x.shape[1], x.shape[2])
+        return apply_in_groups(
+            x, layout_h, layout_w,
+            lambda groups, padding: self.attn(groups, (layout_h[0], layout_w[0]), padding))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self._attention(self.norm1(x)))
@@ -300,32 +217,16 @@ class CrossScaleMerging(nn.Module):
             for k, c in zip(kernel_sizes, cel_channel_splits(out_channels, len(kernel_sizes))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x)
-        pad_h, pad_w = (-x.shape[2]) % self.stride, (-x.shape[3]) % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = pad_to_multiple(self.norm(x), self.stride)
         return torch.cat([conv(x) for conv in self.reductions], dim=1)
 
 
-class CrossFormerStage(nn.Module):
-    """A cross-scale embedding layer followed by alternating SDA/LDA blocks (NCHW in and out).
-
-    Args:
-        downsample: The stage's embedding (stem or merging).
-        blocks: The stage's blocks (working on ``(B, H, W, C)``).
-        with_cp: Checkpoint every block.
-    """
-
-    def __init__(self, downsample: nn.Module, blocks: List[nn.Module], with_cp: bool) -> None:
-        super().__init__()
-        self.downsample = downsample
-        self.blocks = nn.ModuleList(blocks)
-        self.with_cp = with_cp
+class CrossFormerStage(Stage):
+    """A cross-scale embedding layer, then SDA/LDA blocks on ``(B, H, W, C)`` tokens; NCHW in
+    and out."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x).permute(0, 2, 3, 1)
-        for block in self.blocks:
-            x = maybe_checkpoint(block, x, enabled=self.with_cp)
+        x = self.run_blocks(self.downsample(x).permute(0, 2, 3, 1))
         return x.permute(0, 3, 1, 2).contiguous()
 
 
@@ -355,11 +256,6 @@ class CrossFormer(HybridBackbone):
             ``l``), or a dict with ``embed_dims``, ``depths``, ``num_heads`` and optionally
             ``mlp_ratio`` (4), ``patch_sizes`` ((4, 8, 16, 32)), ``merge_sizes`` ((2, 4)),
             ``qkv_bias`` (True).
-        out_indices: Stages whose outputs are returned.
-        frozen_stages: ``-1`` for none, ``k`` to freeze stages ``0..k``.
-        norm_eval: Keep BatchNorms in eval mode while training (CrossFormer has none).
-        with_cp: Activation checkpointing (bool or stage indices).
-        drop_path_rate: Stochastic depth rate of the last block.
         group_size: SDA group size ``G``: one int for all stages or one per stage (the official
             det/seg configs use 7; some seg configs ``(14, 14, 7, 7)``).
         interval: LDA interval ``I`` per stage (``(8, 4, 2, 1)``; some seg configs
@@ -374,10 +270,10 @@ class CrossFormer(HybridBackbone):
             with one group of size ``min(H, W)`` (``'iclr'``) or ``max(H, W)``
             (``'regional'``), decided per input as the official codes do on their first call.
         act_cfg: Activation of the MLPs.
-        out_norm_cfg: Optional new norm on each output (``None``: raw outputs, as official).
-        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
-        init_cfg: Initialisation config; ``Pretrained`` accepts the official
-            ``crossformer-*.pth`` files directly.
+        **kwargs: The contract arguments of :class:`HybridBackbone`: ``out_indices``,
+            ``frozen_stages``, ``norm_eval``, ``with_cp``, ``drop_path_rate``, ``out_norm_cfg``,
+            ``channels_last`` and ``init_cfg`` (``Pretrained`` accepts the official
+            ``crossformer-*.pth`` files directly).
     """
 
     arch_zoo = {
@@ -398,22 +294,12 @@ class CrossFormer(HybridBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'small',
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: Union[bool, Sequence[int]] = False,
-                 drop_path_rate: float = 0.,
                  group_size: Union[int, Sequence[int]] = 7,
                  interval: Union[int, Sequence[int]] = (8, 4, 2, 1),
                  lda_mode: str = 'iclr',
                  act_cfg: Optional[Dict[str, Any]] = None,
-                 out_norm_cfg: Optional[Dict[str, Any]] = None,
-                 channels_last: Optional[bool] = None,
-                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
-                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
-                         init_cfg=init_cfg)
+                 **kwargs: Any) -> None:
+        super().__init__(arch=arch, **kwargs)
         if lda_mode not in LDA_MODES:
             raise ValueError(f'lda_mode must be one of {LDA_MODES}, got {lda_mode!r}')
         self.lda_mode = lda_mode
@@ -438,7 +324,8 @@ class CrossFormer(HybridBackbone):
                 for j in range(depths[i])
             ]
             self.stages.append(CrossFormerStage(downsample, blocks, self.cp_stages[i]))
-        self._init_default_weights()
+        # The official initialisation; convolutions keep PyTorch's default.
+        init_official_weights_(self, layer_norm=True)
         self._finish_build(dims)
 
     @classmethod
@@ -462,15 +349,3 @@ class CrossFormer(HybridBackbone):
                 raise ValueError(f'{cls.__name__} arch: embed_dims[{i}]={dim} cannot be split '
                                  f'over {num_kernels} kernels as C/2, C/4, ... (use a multiple '
                                  f'of {2**(num_kernels - 1)})')
-
-    def _init_default_weights(self) -> None:
-        # The official initialisation: Linear weights trunc-normal(0.02) with zero biases,
-        # LayerNorms to identity, convs PyTorch's default.
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)

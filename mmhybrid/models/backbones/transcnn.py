@@ -10,18 +10,30 @@ is mmhybrid's own and equals the official computation whenever the official code
 Module layout (mmhybrid's own; ``mmhybrid.checkpoint.transcnn`` maps the released files):
 ``stages.i.downsample`` (stage 0: the conv stem) and ``stages.i.blocks.j.{attn,irb}``.
 """
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Union
+from typing import Any, ClassVar, Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model.weight_init import trunc_normal_
 
 from mmhybrid.registry import MODELS
-from ..layers import maybe_checkpoint
-from .base import HybridBackbone
+from ..layers import (Stage, apply_in_groups, grouped_attention, init_official_weights_,
+                      merge_heads, split_heads, window_layout)
+from .base import NUM_STAGES, HybridBackbone
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` → one group of tokens ``(B, 1, H*W, C)`` with unit channel stride (the
+    fused CPU attention kernel needs it; free for a channels-last map)."""
+    return x.flatten(2).transpose(1, 2).contiguous()[:, None]
+
+
+def _to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`_tokens` (a channels-last-strided NCHW view)."""
+    tokens = tokens[:, 0]
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
 
 
 class HMHSA(nn.Module):
@@ -76,57 +88,31 @@ class HMHSA(nn.Module):
             self.q = nn.Conv2d(dim, dim, 1)
             self.kv = nn.Conv2d(dim, dim * 2, 1)
 
-    def _heads(self, x: torch.Tensor, parts: int) -> List[torch.Tensor]:
-        """``(B, parts*C, H, W)`` → ``parts`` tensors ``(B, heads, H*W, head_dim)``."""
-        b = x.shape[0]
-        x = x.reshape(b, parts, self.num_heads, self.head_dim, -1).permute(1, 0, 2, 4, 3)
-        # head_dim contiguous: PyTorch's fused CPU kernel needs a unit last-dim stride (else it
-        # falls back to the math path, which materialises the logits).
-        return list(x.contiguous().unbind(0))
+    def _local(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Window attention of step 2 on the ``(B, 3C, H, W)`` qkv map; returns ``(B, C, H, W)``."""
+        def attend(windows: torch.Tensor, key_padding: Optional[torch.Tensor]) -> torch.Tensor:
+            q, k, v = split_heads(windows, 3, self.num_heads)
+            # Every window holds a real token, so no query sees only padding.
+            return merge_heads(grouped_attention(q, k, v, key_padding=key_padding))
 
-    def _local(self, qkv: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """Window attention of step 2; returns ``(B, C, h, w)``."""
-        g = self.window_size
-        b = qkv.shape[0]
-        pad_h, pad_w = -h % g, -w % g
-        if pad_h or pad_w:
-            qkv = F.pad(qkv, (0, pad_w, 0, pad_h))
-        hp, wp = h + pad_h, w + pad_w
-        nh, nw = hp // g, wp // g
-        heads, d = self.num_heads, self.head_dim
-        # (B, 3, heads, d, nh, g, nw, g) → (3, B, heads * windows, g*g, d)
-        qkv = qkv.reshape(b, 3, heads, d, nh, g, nw, g).permute(1, 0, 2, 4, 6, 5, 7, 3)
-        q, k, v = qkv.reshape(3, b, heads * nh * nw, g * g, d).unbind(0)
-        mask = None
-        if pad_h or pad_w:
-            real = torch.zeros(hp, wp, dtype=torch.bool, device=qkv.device)
-            real[:h, :w] = True
-            real = real.reshape(nh, g, nw, g).permute(0, 2, 1, 3).reshape(nh * nw, g * g)
-            # Every window holds a real token, so no row of the mask is all False.
-            mask = real.repeat(heads, 1)[None, :, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = out.reshape(b, heads, nh, nw, g, g, d).permute(0, 1, 6, 2, 4, 3, 5)
-        out = out.reshape(b, heads * d, hp, wp)
-        if pad_h or pad_w:
-            out = out[:, :, :h, :w]
-        return out
+        out = apply_in_groups(qkv.permute(0, 2, 3, 1), *window_layout(self.window_size), attend)
+        return out.permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        height, width = x.shape[2], x.shape[3]
         qkv = self.qkv(self.norm(x))
         if self.window_size == 1:
-            q, k, v = self._heads(qkv, 3)
-            out = F.scaled_dot_product_attention(q, k, v)
-            return self.proj(out.transpose(-2, -1).reshape(b, c, h, w))
-        y = self.grid_norm(x + self._local(qkv, h, w))
-        q = self._heads(self.q(y), 1)[0]
+            q, k, v = split_heads(_tokens(qkv), 3, self.num_heads)
+            return self.proj(_to_map(merge_heads(grouped_attention(q, k, v)), height, width))
+        y = self.grid_norm(x + self._local(qkv))
         pooled = y
         if self.pool_ratio > 1:
             pooled = F.avg_pool2d(y, self.pool_ratio, self.pool_ratio, ceil_mode=True,
                                   count_include_pad=False)
-        k, v = self._heads(self.kv(self.ds_norm(pooled)), 2)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(-2, -1).reshape(b, c, h, w) + y)
+        q = split_heads(_tokens(self.q(y)), 1, self.num_heads)[0]
+        k, v = split_heads(_tokens(self.kv(self.ds_norm(pooled))), 2, self.num_heads)
+        out = _to_map(merge_heads(grouped_attention(q, k, v)), height, width)
+        return self.proj(out + y)
 
 
 class HATNetIRB(nn.Module):
@@ -295,28 +281,6 @@ class TwoBranchDownsample(nn.Module):
         return self.act(self.norm1(self.conv(x)) + self.norm2(self.residual(pooled)))
 
 
-class HMHSAStage(nn.Module):
-    """A downsampling module (stage 0: the stem) followed by H-MHSA blocks.
-
-    Args:
-        downsample: The stage's downsampling.
-        blocks: The stage's blocks.
-        with_cp: Checkpoint every block.
-    """
-
-    def __init__(self, downsample: nn.Module, blocks: List[nn.Module], with_cp: bool) -> None:
-        super().__init__()
-        self.downsample = downsample
-        self.blocks = nn.ModuleList(blocks)
-        self.with_cp = with_cp
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
-        for block in self.blocks:
-            x = maybe_checkpoint(block, x, enabled=self.with_cp)
-        return x
-
-
 class _HierarchicalAttentionNet(HybridBackbone):
     """Shared construction of TransCNN and HAT-Net (see the subclasses)."""
 
@@ -325,28 +289,18 @@ class _HierarchicalAttentionNet(HybridBackbone):
     default_norm_cfg: ClassVar[Dict[str, Any]] = {}
 
     def __init__(self,
-                 arch: Union[str, Dict[str, Any]],
-                 out_indices: Sequence[int],
-                 frozen_stages: int,
-                 norm_eval: bool,
-                 with_cp: Union[bool, Sequence[int]],
-                 drop_path_rate: float,
-                 stem_channels: int,
-                 norm_cfg: Optional[Dict[str, Any]],
-                 act_cfg: Optional[Dict[str, Any]],
-                 out_norm_cfg: Optional[Dict[str, Any]],
-                 channels_last: Optional[bool],
-                 init_cfg: Optional[Dict[str, Any]]) -> None:
-        super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
-                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
-                         init_cfg=init_cfg)
+                 arch: Union[str, Dict[str, Any]] = 'small',
+                 stem_channels: int = 16,
+                 norm_cfg: Optional[Dict[str, Any]] = None,
+                 act_cfg: Optional[Dict[str, Any]] = None,
+                 **kwargs: Any) -> None:
+        super().__init__(arch=arch, **kwargs)
         norm_cfg = dict(self.default_norm_cfg) if norm_cfg is None else dict(norm_cfg)
         act_cfg = dict(type='SiLU') if act_cfg is None else dict(act_cfg)
         s = self.arch_settings
         dims, depths = s['embed_dims'], s['depths']
         dpr = self.drop_path_rates(depths)
-        for i in range(4):
+        for i in range(NUM_STAGES):
             if i == 0:
                 downsample = ConvStem(self.in_channels, stem_channels, dims[0], norm_cfg,
                                       act_cfg)
@@ -360,8 +314,10 @@ class _HierarchicalAttentionNet(HybridBackbone):
                                    s['kernel_sizes'][i], norm_cfg, act_cfg),
                     dpr[i][j]) for j in range(depths[i])
             ]
-            self.stages.append(HMHSAStage(downsample, blocks, self.cp_stages[i]))
-        self._init_default_weights()
+            self.stages.append(Stage(downsample, blocks, self.cp_stages[i]))
+        # The official initialisation: conv weights trunc_normal(std .02), zero biases; norms
+        # keep their (1, 0) defaults.
+        init_official_weights_(self, conv='trunc_normal')
         self._finish_build(dims)
 
     def _build_downsample(self, in_channels: int, out_channels: int, norm_cfg: Dict[str, Any],
@@ -394,15 +350,6 @@ class _HierarchicalAttentionNet(HybridBackbone):
             raise ValueError(f'{cls.__name__} arch["kernel_sizes"] must be odd, got '
                              f'{list(settings["kernel_sizes"])}')
 
-    def _init_default_weights(self) -> None:
-        # The official initialisation: conv weights trunc_normal(std .02), zero biases; norms
-        # keep their (1, 0) defaults.
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
 
 @MODELS.register_module()
 class HATNet(_HierarchicalAttentionNet):
@@ -421,20 +368,14 @@ class HATNet(_HierarchicalAttentionNet):
             ``embed_dims``, ``depths``, ``head_dim``, ``expansions`` and optionally
             ``window_sizes`` (default 8, 7, 7, 1), ``pool_ratios`` (8, 4, 2, 1) and
             ``kernel_sizes`` (IRB depth-wise kernels, 3, 3, 3, 3).
-        out_indices: Stages whose outputs are returned.
-        frozen_stages: ``-1`` for none, ``k`` to freeze the stem and stages ``0..k``.
-        norm_eval: Keep BatchNorms in eval mode while training (only with a BN ``norm_cfg``).
-        with_cp: Activation checkpointing (bool or stage indices).
-        drop_path_rate: Stochastic depth rate of the last block.
         stem_channels: Channels after the first stem conv.
         norm_cfg: Norm of every layer; ``None`` means ``dict(type='GN', num_groups=1,
             eps=1e-6)``.
         act_cfg: Activation; ``None`` means SiLU.
-        out_norm_cfg: Optional extra norm on each output (``None``: raw stage outputs, as
-            the official model has no output norms).
-        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
-        init_cfg: Initialisation config; ``Pretrained`` accepts the official
-            ``HAT-Net_*.pth`` files.
+        **kwargs: The contract arguments of :class:`HybridBackbone`: ``out_indices``,
+            ``frozen_stages``, ``norm_eval``, ``with_cp``, ``drop_path_rate``, ``out_norm_cfg``,
+            ``channels_last`` and ``init_cfg`` (``Pretrained`` accepts the official ``HAT-
+            Net_*.pth`` files).
     """
 
     arch_zoo = {
@@ -455,25 +396,6 @@ class HATNet(_HierarchicalAttentionNet):
     default_channels_last = True
     irb_class = HATNetIRB
     default_norm_cfg = dict(type='GN', num_groups=1, eps=1e-6)
-
-    def __init__(self,
-                 arch: Union[str, Dict[str, Any]] = 'small',
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: Union[bool, Sequence[int]] = False,
-                 drop_path_rate: float = 0.,
-                 stem_channels: int = 16,
-                 norm_cfg: Optional[Dict[str, Any]] = None,
-                 act_cfg: Optional[Dict[str, Any]] = None,
-                 out_norm_cfg: Optional[Dict[str, Any]] = None,
-                 channels_last: Optional[bool] = None,
-                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
-                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         stem_channels=stem_channels, norm_cfg=norm_cfg, act_cfg=act_cfg,
-                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
-                         init_cfg=init_cfg)
 
     def _build_downsample(self, in_channels: int, out_channels: int, norm_cfg: Dict[str, Any],
                           act_cfg: Dict[str, Any]) -> nn.Module:
@@ -496,19 +418,14 @@ class TransCNN(_HierarchicalAttentionNet):
             ``embed_dims``, ``depths``, ``head_dim``, ``expansions`` and optionally
             ``window_sizes`` (default 8, 8, 8, 1), ``pool_ratios`` (8, 4, 2, 1) and
             ``kernel_sizes`` (IRB depth-wise kernels, 5, 3, 5, 3 as hard-coded officially).
-        out_indices: Stages whose outputs are returned.
-        frozen_stages: ``-1`` for none, ``k`` to freeze the stem and stages ``0..k``.
-        norm_eval: Keep BatchNorms in eval mode while training.
-        with_cp: Activation checkpointing (bool or stage indices).
-        drop_path_rate: Stochastic depth rate of the last block.
         stem_channels: Channels after the first stem conv.
         norm_cfg: Norm of every layer; ``None`` means ``dict(type='BN')`` (use ``SyncBN`` for
             multi-GPU training).
         act_cfg: Activation; ``None`` means SiLU.
-        out_norm_cfg: Optional extra norm on each output (``None``: raw stage outputs).
-        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
-        init_cfg: Initialisation config; ``Pretrained`` accepts the official
-            ``TransCNN-*.pth`` files.
+        **kwargs: The contract arguments of :class:`HybridBackbone`: ``out_indices``,
+            ``frozen_stages``, ``norm_eval``, ``with_cp``, ``drop_path_rate``, ``out_norm_cfg``,
+            ``channels_last`` and ``init_cfg`` (``Pretrained`` accepts the official
+            ``TransCNN-*.pth`` files).
     """
 
     arch_zoo = {
@@ -529,25 +446,6 @@ class TransCNN(_HierarchicalAttentionNet):
     default_channels_last = True
     irb_class = TransCNNIRB
     default_norm_cfg = dict(type='BN')
-
-    def __init__(self,
-                 arch: Union[str, Dict[str, Any]] = 'small',
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: Union[bool, Sequence[int]] = False,
-                 drop_path_rate: float = 0.,
-                 stem_channels: int = 16,
-                 norm_cfg: Optional[Dict[str, Any]] = None,
-                 act_cfg: Optional[Dict[str, Any]] = None,
-                 out_norm_cfg: Optional[Dict[str, Any]] = None,
-                 channels_last: Optional[bool] = None,
-                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
-                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         stem_channels=stem_channels, norm_cfg=norm_cfg, act_cfg=act_cfg,
-                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
-                         init_cfg=init_cfg)
 
     def _build_downsample(self, in_channels: int, out_channels: int, norm_cfg: Dict[str, Any],
                           act_cfg: Dict[str, Any]) -> nn.Module:

@@ -12,14 +12,13 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmcv.cnn import build_activation_layer
+from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model.weight_init import trunc_normal_
 
 from mmhybrid.registry import MODELS
-from ..layers import LayerNorm2d, maybe_checkpoint
-from .base import HybridBackbone
+from ..layers import (LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
+                      init_official_weights_, window_layout)
+from .base import NUM_STAGES, HybridBackbone
 
 ATTENTION_MODES = ('global', 'window', 'hybrid')
 # The official dense code's per-output LayerNorm (read-only: a shared default).
@@ -36,6 +35,7 @@ class UniFormerPatchEmbed(nn.Module):
         out_channels: Output channels.
         stride: Downsampling factor (4 for the first stage, 2 after).
         conv_stem: Use the conv stem layout instead of a patch convolution.
+        norm_cfg: Norm of the conv stem (BN officially).
         act_cfg: Activation inside the two-conv first stage of the conv stem.
     """
 
@@ -44,6 +44,7 @@ class UniFormerPatchEmbed(nn.Module):
                  out_channels: int,
                  stride: int,
                  conv_stem: bool,
+                 norm_cfg: Dict[str, Any],
                  act_cfg: Dict[str, Any]) -> None:
         super().__init__()
         if not conv_stem:
@@ -53,28 +54,29 @@ class UniFormerPatchEmbed(nn.Module):
         elif stride == 4:
             hidden = out_channels // 2
             self.proj = nn.Sequential(
-                nn.Conv2d(in_channels, hidden, 3, stride=2, padding=1), nn.BatchNorm2d(hidden),
-                build_activation_layer(act_cfg),
+                nn.Conv2d(in_channels, hidden, 3, stride=2, padding=1),
+                build_norm_layer(norm_cfg, hidden)[1], build_activation_layer(act_cfg),
                 nn.Conv2d(hidden, out_channels, 3, stride=2, padding=1),
-                nn.BatchNorm2d(out_channels))
+                build_norm_layer(norm_cfg, out_channels)[1])
             self.norm = nn.Identity()
         else:
             self.proj = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1),
-                nn.BatchNorm2d(out_channels))
+                build_norm_layer(norm_cfg, out_channels)[1])
             self.norm = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x))
 
 
-class ConvBlock(nn.Module):
+class UniFormerConvBlock(nn.Module):
     """CBlock (local MHRA): DPE, ``1x1(dw5x5(1x1(BN(x))))`` and a conv MLP, all residual.
 
     Args:
         dim: Channels.
         mlp_ratio: MLP hidden channels / ``dim``.
         drop_path: Stochastic depth rate.
+        norm_cfg: The two block norms (BN officially).
         act_cfg: Activation of the MLP.
     """
 
@@ -82,15 +84,16 @@ class ConvBlock(nn.Module):
                  dim: int,
                  mlp_ratio: float,
                  drop_path: float,
+                 norm_cfg: Dict[str, Any],
                  act_cfg: Dict[str, Any]) -> None:
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.norm1 = nn.BatchNorm2d(dim)
+        self.norm1 = build_norm_layer(norm_cfg, dim)[1]
         self.conv1 = nn.Conv2d(dim, dim, 1)
         self.attn = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
         self.conv2 = nn.Conv2d(dim, dim, 1)
-        self.norm2 = nn.BatchNorm2d(dim)
+        self.norm2 = build_norm_layer(norm_cfg, dim)[1]
         self.mlp = nn.Sequential()
         self.mlp.add_module('fc1', nn.Conv2d(dim, hidden, 1))
         self.mlp.add_module('act', build_activation_layer(act_cfg))
@@ -103,33 +106,7 @@ class ConvBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class MultiHeadSelfAttention(nn.Module):
-    """Multi-head self-attention over tokens ``(B, N, C)``: one qkv Linear, SDPA, projection.
-
-    Args:
-        dim: Channels.
-        num_heads: Number of heads (``dim / head_dim``).
-        qkv_bias: Bias of the qkv projection.
-    """
-
-    def __init__(self,
-                 dim: int,
-                 num_heads: int,
-                 qkv_bias: bool) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
-
-
-class SelfAttentionBlock(nn.Module):
+class UniFormerSABlock(nn.Module):
     """SABlock (global MHRA), optionally inside non-overlapping windows.
 
     ``x + DPE(x)``; then ``x + DropPath(γ1·MHSA(LN(x)))`` and ``x + DropPath(γ2·MLP(LN(x)))``
@@ -162,12 +139,9 @@ class SelfAttentionBlock(nn.Module):
         self.window_size = window_size
         self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = MultiHeadSelfAttention(dim, num_heads, qkv_bias)
+        self.attn = TokenAttention(dim, num_heads, qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Sequential()
-        self.mlp.add_module('fc1', nn.Linear(dim, hidden))
-        self.mlp.add_module('act', build_activation_layer(act_cfg))
-        self.mlp.add_module('fc2', nn.Linear(hidden, dim))
+        self.mlp = Mlp(dim, hidden, act_cfg)
         if layer_scale_init is not None:
             self.gamma_1 = nn.Parameter(torch.full((dim, ), float(layer_scale_init)))
             self.gamma_2 = nn.Parameter(torch.full((dim, ), float(layer_scale_init)))
@@ -178,54 +152,20 @@ class SelfAttentionBlock(nn.Module):
     def _scale(self, x: torch.Tensor, gamma: Optional[torch.Tensor]) -> torch.Tensor:
         return x if gamma is None else gamma * x
 
-    def _window_attention(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
-        s = self.window_size
-        pad_b, pad_r = (s - h % s) % s, (s - w % s) % s
-        if pad_b or pad_r:
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        hp, wp = h + pad_b, w + pad_r
-        windows = x.reshape(b, hp // s, s, wp // s, s, c).transpose(2, 3).reshape(-1, s * s, c)
-        windows = self.attn(windows)
-        x = windows.reshape(b, hp // s, wp // s, s, s, c).transpose(2, 3).reshape(b, hp, wp, c)
-        return x[:, :h, :w] if pad_b or pad_r else x
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        """MHSA over a normed ``(B, H, W, C)`` map, globally or per window."""
+        if self.window_size is None:
+            b, h, w, c = x.shape
+            return self.attn(x.reshape(b, 1, h * w, c)).reshape(b, h, w, c)
+        # Padded tokens take part as keys, unmasked, as in the official detection code.
+        return apply_in_groups(x, *window_layout(self.window_size),
+                               lambda windows, _: self.attn(windows), mask_padding=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.pos_embed(x)
-        b, c, h, w = x.shape
-        x = x.permute(0, 2, 3, 1)
-        if self.window_size is None:
-            attn = self.attn(self.norm1(x).reshape(b, h * w, c)).reshape(b, h, w, c)
-        else:
-            attn = self._window_attention(self.norm1(x))
-        x = x + self.drop_path(self._scale(attn, self.gamma_1))
+        x = (x + self.pos_embed(x)).permute(0, 2, 3, 1)
+        x = x + self.drop_path(self._scale(self._attention(self.norm1(x)), self.gamma_1))
         x = x + self.drop_path(self._scale(self.mlp(self.norm2(x)), self.gamma_2))
         return x.permute(0, 3, 1, 2)
-
-
-class UniFormerStage(nn.Module):
-    """Downsampling followed by the stage's blocks.
-
-    Args:
-        downsample: The stage's patch embedding.
-        blocks: The stage's blocks.
-        with_cp: Checkpoint every block.
-    """
-
-    def __init__(self,
-                 downsample: nn.Module,
-                 blocks: Sequence[nn.Module],
-                 with_cp: bool) -> None:
-        super().__init__()
-        self.downsample = downsample
-        self.blocks = nn.ModuleList(blocks)
-        self.with_cp = with_cp
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
-        for block in self.blocks:
-            x = maybe_checkpoint(block, x, enabled=self.with_cp)
-        return x
 
 
 @MODELS.register_module()
@@ -233,8 +173,8 @@ class UniFormer(HybridBackbone):
     """UniFormer: Unified Transformer for Efficient Spatiotemporal Representation Learning
     (Li et al., ICLR 2022), as a dense-prediction backbone.
 
-    Stages 1-2 use local MHRA (convolutional :class:`ConvBlock`), stages 3-4 global MHRA
-    (:class:`SelfAttentionBlock`). The defaults are those of the official detection and
+    Stages 1-2 use local MHRA (convolutional :class:`UniFormerConvBlock`), stages 3-4 global MHRA
+    (:class:`UniFormerSABlock`). The defaults are those of the official detection and
     segmentation backbones: stage 3 in ``'hybrid'`` mode (block ``i`` global when
     ``(i + 1) % 4 == 0``, 14x14-window attention otherwise), stage 4 global, and a newly
     initialised LayerNorm (eps 1e-6) on each output. ``stage_outputs()`` (or
@@ -252,18 +192,15 @@ class UniFormer(HybridBackbone):
         window_size: Window side of ``'window'`` and ``'hybrid'`` attention. Windows are
             zero-padded bottom/right after the block's LayerNorm, attend without a mask (as in the
             official code) and are cropped again.
-        out_indices: Stages whose outputs are returned.
-        frozen_stages: ``-1`` for none, ``k`` to freeze the stages ``0..k``.
-        norm_eval: Keep BatchNorms in eval mode while training.
-        with_cp: Activation checkpointing: a bool, or the stage indices to checkpoint (the
-            official detection code checkpoints stage 3).
-        drop_path_rate: Stochastic depth rate of the last block.
         qkv_bias: Bias of the qkv projections.
+        norm_cfg: BatchNorm of the conv blocks and the conv stem (``None``: ``dict(type='BN')``;
+            ``SyncBN`` for multi-GPU training).
         act_cfg: Activation config (``None``: GELU).
         out_norm_cfg: Norm on each returned output (``None``: raw stage outputs).
-        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
-        init_cfg: Initialisation config; ``Pretrained`` accepts the official ImageNet files and
-            the official detection/segmentation checkpoints.
+        **kwargs: The contract arguments of :class:`HybridBackbone`: ``out_indices``,
+            ``frozen_stages``, ``norm_eval``, ``with_cp``, ``drop_path_rate``, ``channels_last``
+            and ``init_cfg`` (``Pretrained`` accepts the official ImageNet files and the official
+            detection/segmentation checkpoints).
     """
 
     arch_zoo = {
@@ -285,25 +222,14 @@ class UniFormer(HybridBackbone):
                  arch: Union[str, Dict[str, Any]] = 'small',
                  attn_modes: Sequence[str] = ('hybrid', 'global'),
                  window_size: int = 14,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: Union[bool, Sequence[int]] = False,
-                 drop_path_rate: float = 0.,
                  qkv_bias: bool = True,
+                 norm_cfg: Optional[Dict[str, Any]] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,
                  out_norm_cfg: Optional[Mapping[str, Any]] = DEFAULT_OUT_NORM,
-                 channels_last: Optional[bool] = None,
-                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(arch=arch,
-                         out_indices=out_indices,
-                         frozen_stages=frozen_stages,
-                         norm_eval=norm_eval,
-                         with_cp=with_cp,
-                         drop_path_rate=drop_path_rate,
                          out_norm_cfg=None if out_norm_cfg is None else dict(out_norm_cfg),
-                         channels_last=channels_last,
-                         init_cfg=init_cfg)
+                         **kwargs)
         if isinstance(attn_modes, str) or not isinstance(attn_modes, Sequence) \
                 or len(attn_modes) != 2 or any(m not in ATTENTION_MODES for m in attn_modes):
             raise ValueError(f'attn_modes must give stages 3 and 4 one of {ATTENTION_MODES} '
@@ -312,28 +238,30 @@ class UniFormer(HybridBackbone):
             raise ValueError(f'window_size must be a positive int, got {window_size!r}')
         self.attn_modes = tuple(attn_modes)
         self.window_size = window_size
+        norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
         act_cfg = dict(type='GELU') if act_cfg is None else dict(act_cfg)
         settings = self.arch_settings
         dims, depths, head_dim = settings['embed_dims'], settings['depths'], settings['head_dim']
         mlp_ratio, layer_scale_init = settings['mlp_ratio'], settings['layer_scale_init']
         dpr = self.drop_path_rates(depths)
         in_channels = self.in_channels
-        for i in range(4):
+        for i in range(NUM_STAGES):
             downsample = UniFormerPatchEmbed(in_channels, dims[i], 4 if i == 0 else 2,
-                                             bool(settings['conv_stem']), act_cfg)
+                                             bool(settings['conv_stem']), norm_cfg, act_cfg)
             if i < 2:
-                blocks = [ConvBlock(dims[i], mlp_ratio, dpr[i][j], act_cfg)
+                blocks = [UniFormerConvBlock(dims[i], mlp_ratio, dpr[i][j], norm_cfg, act_cfg)
                           for j in range(depths[i])]
             else:
                 blocks = [
-                    SelfAttentionBlock(dims[i], dims[i] // head_dim, mlp_ratio, qkv_bias,
+                    UniFormerSABlock(dims[i], dims[i] // head_dim, mlp_ratio, qkv_bias,
                                        dpr[i][j], self._block_window(self.attn_modes[i - 2], j),
                                        layer_scale_init, act_cfg)
                     for j in range(depths[i])
                 ]
-            self.stages.append(UniFormerStage(downsample, blocks, self.cp_stages[i]))
+            self.stages.append(Stage(downsample, blocks, self.cp_stages[i]))
             in_channels = dims[i]
-        self._init_default_weights()
+        # The official initialisation; convolutions and BatchNorms keep PyTorch's defaults.
+        init_official_weights_(self, layer_norm=True)
         self._finish_build(dims)
 
     @classmethod
@@ -355,15 +283,3 @@ class UniFormer(HybridBackbone):
         if mode == 'global' or (mode == 'hybrid' and (index + 1) % 4 == 0):
             return None
         return self.window_size
-
-    def _init_default_weights(self) -> None:
-        # As the official code: truncated-normal Linear weights, zero biases, unit LayerNorms;
-        # convolutions and BatchNorms keep PyTorch's defaults.
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)

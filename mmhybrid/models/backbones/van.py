@@ -4,18 +4,16 @@ Semantics follow the authors' ``VAN-Classification/models/van.py``; the module l
 mmhybrid's own (``stages.i.{downsample,blocks,norm}``), the converter in
 ``mmhybrid.checkpoint.van`` maps the released files onto it.
 """
-import math
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model.weight_init import trunc_normal_
 
 from mmhybrid.registry import MODELS
-from ..layers import LayerNorm2d, maybe_checkpoint
-from .base import HybridBackbone
+from ..layers import LayerNorm2d, Stage, init_official_weights_
+from .base import NUM_STAGES, HybridBackbone
 
 
 class LargeKernelAttention(nn.Module):
@@ -81,7 +79,7 @@ class VANBlock(nn.Module):
         dim: Number of channels.
         mlp_ratio: MLP hidden channels / ``dim`` (truncated to int).
         drop_path: Stochastic depth rate of this block.
-        layer_scale_init: Initial value of the per-channel layer scales.
+        layer_scale_init: Initial value of the per-channel layer scales, or ``None`` for none.
         norm_cfg: Config of the two block norms.
         act_cfg: Activation config.
     """
@@ -90,7 +88,7 @@ class VANBlock(nn.Module):
                  dim: int,
                  mlp_ratio: float,
                  drop_path: float,
-                 layer_scale_init: float,
+                 layer_scale_init: Optional[float],
                  norm_cfg: Dict[str, Any],
                  act_cfg: Dict[str, Any]) -> None:
         super().__init__()
@@ -98,14 +96,20 @@ class VANBlock(nn.Module):
         self.attn = VANAttention(dim, act_cfg)
         self.norm2 = build_norm_layer(norm_cfg, dim)[1]
         self.mlp = VANMlp(dim, int(dim * mlp_ratio), act_cfg)
-        self.layer_scale_1 = nn.Parameter(torch.full((dim, ), layer_scale_init))
-        self.layer_scale_2 = nn.Parameter(torch.full((dim, ), layer_scale_init))
+        if layer_scale_init is not None:
+            self.layer_scale_1 = nn.Parameter(torch.full((dim, ), float(layer_scale_init)))
+            self.layer_scale_2 = nn.Parameter(torch.full((dim, ), float(layer_scale_init)))
+        else:
+            self.layer_scale_1 = self.layer_scale_2 = None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    @staticmethod
+    def _scale(x: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
+        return x if scale is None else scale[:, None, None] * x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.layer_scale_1[:, None, None] * self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
-        return x
+        x = x + self.drop_path(self._scale(self.attn(self.norm1(x)), self.layer_scale_1))
+        return x + self.drop_path(self._scale(self.mlp(self.norm2(x)), self.layer_scale_2))
 
 
 class VANPatchEmbed(nn.Module):
@@ -134,36 +138,6 @@ class VANPatchEmbed(nn.Module):
         return self.norm(self.proj(x))
 
 
-class VANStage(nn.Module):
-    """Patch embedding, VAN blocks and the LayerNorm that ends every VAN stage.
-
-    Args:
-        downsample: The stage's patch embedding.
-        blocks: The stage's blocks.
-        dim: Channels of the stage.
-        stage_norm_eps: Epsilon of the closing LayerNorm.
-        with_cp: Checkpoint every block.
-    """
-
-    def __init__(self,
-                 downsample: nn.Module,
-                 blocks: List[nn.Module],
-                 dim: int,
-                 stage_norm_eps: float,
-                 with_cp: bool) -> None:
-        super().__init__()
-        self.downsample = downsample
-        self.blocks = nn.ModuleList(blocks)
-        self.norm = LayerNorm2d(dim, eps=stage_norm_eps)
-        self.with_cp = with_cp
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
-        for block in self.blocks:
-            x = maybe_checkpoint(block, x, enabled=self.with_cp)
-        return self.norm(x)
-
-
 @MODELS.register_module()
 class VAN(HybridBackbone):
     """VAN: Visual Attention Network (Guo et al., 2022), as a dense-prediction backbone.
@@ -175,21 +149,16 @@ class VAN(HybridBackbone):
     Args:
         arch: ``'b0'`` .. ``'b6'`` (aliases ``tiny``, ``small``, ``base``, ``large`` for
             b0..b3), or a dict with ``embed_dims``, ``depths``, ``mlp_ratios``.
-        out_indices: Stages whose outputs are returned.
-        frozen_stages: ``-1`` for none, ``k`` to freeze stages ``0..k``.
-        norm_eval: Keep BatchNorms in eval mode while training.
-        with_cp: Activation checkpointing (bool or stage indices).
-        drop_path_rate: Stochastic depth rate of the last block.
-        layer_scale_init: Initial layer-scale value.
+        layer_scale_init: Initial layer-scale value, or ``None`` for blocks without layer
+            scales.
         stage_norm_eps: Epsilon of the LayerNorm ending each stage (1e-6 as in the
             classification code that produced the checkpoints).
         norm_cfg: Norm of the patch embeddings and blocks.
         act_cfg: Activation config.
-        out_norm_cfg: Optional extra norm on each output (``None``: VAN's stage norms already
-            normalise every output).
-        channels_last: Memory layout of the stages (``None``: see ``HybridBackbone``).
-        init_cfg: Initialisation config; ``Pretrained`` accepts the official ``van_*.pth.tar``
-            files and mmpretrain-converted VAN files.
+        **kwargs: The contract arguments of :class:`HybridBackbone`: ``out_indices``,
+            ``frozen_stages``, ``norm_eval``, ``with_cp``, ``drop_path_rate``, ``out_norm_cfg``,
+            ``channels_last`` and ``init_cfg`` (``Pretrained`` accepts the official
+            ``van_*.pth.tar`` files and mmpretrain-converted VAN files).
     """
 
     arch_zoo = {
@@ -209,22 +178,12 @@ class VAN(HybridBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'b2',
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: Union[bool, Sequence[int]] = False,
-                 drop_path_rate: float = 0.,
                  layer_scale_init: float = 1e-2,
                  stage_norm_eps: float = 1e-6,
                  norm_cfg: Optional[Dict[str, Any]] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,
-                 out_norm_cfg: Optional[Dict[str, Any]] = None,
-                 channels_last: Optional[bool] = None,
-                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(arch=arch, out_indices=out_indices, frozen_stages=frozen_stages,
-                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate,
-                         out_norm_cfg=out_norm_cfg, channels_last=channels_last,
-                         init_cfg=init_cfg)
+                 **kwargs: Any) -> None:
+        super().__init__(arch=arch, **kwargs)
         norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
         act_cfg = dict(type='GELU') if act_cfg is None else dict(act_cfg)
         dims = self.arch_settings['embed_dims']
@@ -232,28 +191,17 @@ class VAN(HybridBackbone):
         mlp_ratios = self.arch_settings['mlp_ratios']
         dpr = self.drop_path_rates(depths)
         in_channels = self.in_channels
-        for i in range(4):
+        for i in range(NUM_STAGES):
             downsample = VANPatchEmbed(in_channels, dims[i], kernel_size=7 if i == 0 else 3,
                                        stride=4 if i == 0 else 2, norm_cfg=norm_cfg)
             blocks = [
                 VANBlock(dims[i], mlp_ratios[i], dpr[i][j], layer_scale_init, norm_cfg, act_cfg)
                 for j in range(depths[i])
             ]
-            self.stages.append(VANStage(downsample, blocks, dims[i], stage_norm_eps,
-                                        self.cp_stages[i]))
+            # The LayerNorm that ends every VAN stage is part of the pretrained trunk.
+            self.stages.append(Stage(downsample, blocks, self.cp_stages[i],
+                                     norm=LayerNorm2d(dims[i], eps=stage_norm_eps)))
             in_channels = dims[i]
-        self._init_default_weights()
+        # The official initialisation: conv weights N(0, sqrt(2 / fan_out)) per group, zero biases.
+        init_official_weights_(self, conv='fan_out_per_group')
         self._finish_build(dims)
-
-    def _init_default_weights(self) -> None:
-        # The official initialisation: conv weights N(0, sqrt(2 / fan_out)), zero biases.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)

@@ -1,7 +1,10 @@
 """Normalisation layers for NCHW feature maps."""
+from typing import Any, Dict
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -22,3 +25,11 @@ class LayerNorm2d(nn.LayerNorm):
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+def build_out_norm(cfg: Dict[str, Any], num_channels: int) -> nn.Module:
+    """Builds a norm for an NCHW output map; ``LN`` means LayerNorm over channels."""
+    cfg = dict(cfg)
+    if cfg.get('type') in ('LN', 'LN2d', 'LayerNorm', 'LayerNorm2d'):
+        return LayerNorm2d(num_channels, eps=cfg.get('eps', 1e-6))
+    return build_norm_layer(cfg, num_channels)[1]

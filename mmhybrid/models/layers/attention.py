@@ -1,0 +1,116 @@
+"""The scaled-dot-product attention core every attention family shares.
+
+Tokens are split into heads, attention runs through PyTorch's
+``scaled_dot_product_attention`` and the heads are merged again. An additive bias (shared by
+every group) and a key-padding mask (one row per group) broadcast over the batch and the groups
+instead of being repeated per image: the fused CPU kernel accepts such 4-D masks, while a
+3-D mask, a mask that requires grad under ``no_grad``, or q/k/v with a non-unit last stride
+silently send it to the math path that materialises the logits.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# The official codes mask padded keys by adding -1e6 (not -inf): a group made only of padding
+# then still has a finite softmax (its outputs are discarded with the padding).
+PADDING_MASK_VALUE = -1e6
+
+
+def split_heads(x: torch.Tensor, parts: int, num_heads: int) -> Tuple[torch.Tensor, ...]:
+    """``(..., N, parts * C)`` tokens → ``parts`` views ``(..., heads, N, C / heads)``.
+
+    ``parts = 3`` splits a fused qkv projection; heads are contiguous blocks of channels.
+    """
+    *lead, tokens, channels = x.shape
+    x = x.reshape(*lead, tokens, parts, num_heads, channels // (parts * num_heads))
+    return x.movedim(-3, 0).transpose(-3, -2).unbind(0)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``(..., heads, N, d)`` → ``(..., N, heads * d)``."""
+    x = x.transpose(-3, -2)
+    return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+
+
+def padding_bias(key_padding: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask ``(G, 1, 1, N)``: 0 for real keys, a large finite negative for padding.
+
+    The value stays finite in half precision, so fully padded groups keep a finite softmax.
+    """
+    fill = max(PADDING_MASK_VALUE, -torch.finfo(dtype).max / 4)
+    mask = torch.zeros(key_padding.shape, dtype=dtype, device=key_padding.device)
+    return mask.masked_fill(key_padding, fill)[:, None, None, :]
+
+
+def grouped_attention(q: torch.Tensor,
+                      k: torch.Tensor,
+                      v: torch.Tensor,
+                      bias: Optional[torch.Tensor] = None,
+                      key_padding: Optional[torch.Tensor] = None,
+                      scale: Optional[float] = None) -> torch.Tensor:
+    """Multi-head attention inside independent groups (windows) of tokens.
+
+    Args:
+        q: Queries ``(B, G, heads, Nq, d)``; ``G`` groups attend separately (``G = 1`` for
+            global attention).
+        k: Keys ``(B, G, heads, Nk, d)``.
+        v: Values ``(B, G, heads, Nk, d)``.
+        bias: Additive logits bias ``(heads, Nq, Nk)`` shared by every image and group, or
+            ``None``.
+        key_padding: ``(G, Nk)`` booleans, True where a key is padding (the same in every
+            image), or ``None``.
+        scale: Logit scale; ``None`` means ``d ** -0.5``.
+
+    Returns:
+        ``(B, G, heads, Nq, d)``.
+    """
+    batch, groups, heads, num_q, dim = q.shape
+    num_k = k.shape[-2]
+    mask = None if bias is None else bias.to(q.dtype)[None]  # 1, heads, Nq, Nk
+    if key_padding is None or batch == 1:
+        # Images and groups share one batch dimension; a padding mask (G rows) only fits it
+        # when there is a single image.
+        q, k, v = (t.reshape(batch * groups, heads, -1, dim) for t in (q, k, v))
+        if key_padding is not None:
+            pad = padding_bias(key_padding, q.dtype)  # G, 1, 1, Nk
+            mask = pad if mask is None else mask + pad
+    else:
+        # Groups and heads share one dimension, so that the mask broadcasts over the images.
+        q, k, v = (t.reshape(batch, groups * heads, -1, dim) for t in (q, k, v))
+        pad = padding_bias(key_padding, q.dtype)  # G, 1, 1, Nk
+        mask = pad.expand(groups, heads, 1, num_k) if mask is None else mask + pad
+        mask = mask.reshape(1, groups * heads, -1, num_k)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return out.reshape(batch, groups, heads, num_q, dim)
+
+
+class TokenAttention(nn.Module):
+    """Multi-head self-attention over groups of tokens: one qkv Linear, SDPA, a Linear output.
+
+    Args:
+        dim: Channels.
+        num_heads: Number of heads.
+        qkv_bias: Bias of the qkv projection.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 num_heads: int,
+                 qkv_bias: bool) -> None:
+        super().__init__()
+        if num_heads <= 0 or dim % num_heads:
+            raise ValueError(f'attention channels {dim} are not divisible by {num_heads} heads')
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self,
+                x: torch.Tensor,
+                bias: Optional[torch.Tensor] = None,
+                key_padding: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x``: ``(B, G, N, C)`` tokens in ``G`` groups; ``bias``/``key_padding`` as in
+        :func:`grouped_attention`. Returns ``(B, G, N, C)``."""
+        q, k, v = split_heads(self.qkv(x), 3, self.num_heads)
+        return self.proj(merge_heads(grouped_attention(q, k, v, bias, key_padding)))

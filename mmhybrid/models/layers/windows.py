@@ -1,0 +1,70 @@
+"""Partition of a token map into groups of tokens (windows, dilated groups) and the inverse.
+
+A group layout is given per axis as ``(tokens per group, stride)``: along that axis the map is
+``regions x tokens x stride``, and a group collects, inside one region, the tokens of one phase
+of the stride. Stride 1 gives contiguous windows (Swin-style, CrossFormer's SDA, UniFormer's
+windows, HAT-Net's local step); stride ``I`` gives dilated groups (CrossFormer's LDA).
+"""
+from typing import Callable, Optional, Tuple
+
+import torch
+
+from .padding import crop_to, pad_to_multiple, padding_map
+
+# Per-axis group layout: (tokens per group along the axis, sampling stride along the axis).
+AxisLayout = Tuple[int, int]
+
+
+def window_layout(window_size: int) -> Tuple[AxisLayout, AxisLayout]:
+    """The layout of plain ``window_size x window_size`` windows."""
+    return (window_size, 1), (window_size, 1)
+
+
+def partition_groups(x: torch.Tensor, layout_h: AxisLayout,
+                     layout_w: AxisLayout) -> torch.Tensor:
+    """Splits a ``(B, Hp, Wp, C)`` map (sides multiples of tokens x stride) into groups.
+
+    Returns ``(B, num_groups, Gh * Gw, C)``, groups ordered region-major, then by phase; the
+    tokens of a group row-major.
+    """
+    batch, height, width, channels = x.shape
+    (gh, sh), (gw, sw) = layout_h, layout_w
+    rh, rw = height // (gh * sh), width // (gw * sw)
+    x = x.reshape(batch, rh, gh, sh, rw, gw, sw, channels).permute(0, 1, 4, 3, 6, 2, 5, 7)
+    return x.reshape(batch, rh * rw * sh * sw, gh * gw, channels)
+
+
+def merge_groups(x: torch.Tensor, layout_h: AxisLayout, layout_w: AxisLayout,
+                 size: Tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`partition_groups` for a map of ``size = (Hp, Wp)``."""
+    batch, channels = x.shape[0], x.shape[-1]
+    height, width = size
+    (gh, sh), (gw, sw) = layout_h, layout_w
+    rh, rw = height // (gh * sh), width // (gw * sw)
+    x = x.reshape(batch, rh, rw, sh, sw, gh, gw, channels).permute(0, 1, 5, 3, 2, 6, 4, 7)
+    return x.reshape(batch, height, width, channels)
+
+
+def apply_in_groups(x: torch.Tensor,
+                    layout_h: AxisLayout,
+                    layout_w: AxisLayout,
+                    fn: Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor],
+                    mask_padding: bool = True) -> torch.Tensor:
+    """Runs ``fn`` on the groups of a ``(B, H, W, C)`` map of any size.
+
+    The map is zero-padded bottom/right to a multiple of the layout's region, split into groups
+    (:func:`partition_groups`), passed to ``fn(groups, key_padding)`` and merged and cropped
+    back. ``key_padding`` is ``(num_groups, N)``, True on padded tokens, when ``mask_padding``
+    and the map was padded; otherwise ``None`` (padded tokens then take part as zeros).
+    """
+    height, width = x.shape[1], x.shape[2]
+    unit = (layout_h[0] * layout_h[1], layout_w[0] * layout_w[1])
+    padded = pad_to_multiple(x, unit, channels_last=True)
+    size = (padded.shape[1], padded.shape[2])
+    key_padding = None
+    if mask_padding and size != (height, width):
+        padding = padding_map((height, width), unit, x.device)
+        key_padding = partition_groups(padding, layout_h, layout_w)[0, ..., 0]
+    groups = fn(partition_groups(padded, layout_h, layout_w), key_padding)
+    out = merge_groups(groups, layout_h, layout_w, size)
+    return crop_to(out, (height, width), channels_last=True)
