@@ -6,10 +6,12 @@
 # mmseg's ADE20KDataset only accepts subsets of the 150 ADE20K class names, so the data is read
 # with mmseg's BaseSegDataset using ADE20KDataset's settings (reduce_zero_label, .jpg/.png).
 _base_ = ['../seg/fpn_van_b0_80k.py']
+import mmhybrid.datasets  # noqa: E402  (a module: mmengine keeps it out of the config)
 
 data_root = 'data/shapes/ade20k'
-classes = ('circle', 'square', 'triangle')
-metainfo = dict(classes=classes, palette=[[220, 20, 60], [0, 130, 200], [255, 200, 0]])
+# The shapes' class names and palette: mmhybrid.datasets writes the data with them.
+classes = mmhybrid.datasets.SHAPE_CLASSES
+metainfo = dict(classes=classes, palette=[list(c) for c in mmhybrid.datasets.SHAPE_PALETTE])
 scale = (128, 128)
 crop_size = scale
 max_iters = 300

@@ -4,10 +4,12 @@
 # size (a custom VAN smaller than B0, no ImageNet weights), narrow neck/heads with GroupNorm,
 # the number of sampled RoIs and the number of classes.
 _base_ = ['../det/maskrcnn_van_b0_1x.py']
+import mmhybrid.datasets  # noqa: E402  (a module: mmengine keeps it out of the config)
 
 data_root = 'data/shapes/coco/'
-classes = ('circle', 'square', 'triangle')
-metainfo = dict(classes=classes, palette=[(220, 20, 60), (0, 130, 200), (255, 200, 0)])
+# The shapes' class names and palette: mmhybrid.datasets writes the data with them.
+classes = mmhybrid.datasets.SHAPE_CLASSES
+metainfo = dict(classes=classes, palette=list(mmhybrid.datasets.SHAPE_PALETTE))
 scale = (128, 128)
 max_iters = 600
 val_interval = 200

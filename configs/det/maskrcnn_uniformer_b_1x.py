@@ -1,22 +1,9 @@
-# Mask R-CNN with a UniFormer-B backbone (hybrid, window 14) on COCO, 1x schedule (12 epochs,
-# batch 16 = 8 GPUs x 2). Official recipe (Sense-X/UniFormer,
-# object_detection/exp/mask_rcnn_1x_hybrid_base/config.py): AdamW lr 1e-4, weight decay 0.05,
-# no decay on norms, no gradient clipping, steps at epochs 8 and 11 (mmdet's 1x schedule). The
-# authors trained with apex AMP (`tools/train.py --amp` here).
-# Published: box AP / mask AP 47.4 / 43.1.
+# Mask R-CNN with a UniFormer-B backbone on COCO, 1x schedule (recipe:
+# ../_base_/det/uniformer_1x.py). Official config:
+# object_detection/exp/mask_rcnn_1x_hybrid_base/config.py. Published: box AP / mask AP 47.4 / 43.1.
 _base_ = [
-    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/det/maskrcnn.py',
+    '../_base_/det/uniformer_1x.py',
     '../_base_/backbones/uniformer_b.py',
 ]
-model = dict(
-    data_preprocessor=dict(bgr_to_rgb=True),  # ImageNet mean/std in RGB, as pretrained
-    backbone={{_base_.backbone}},
-    neck=dict(in_channels={{_base_.backbone_channels}}))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    # Official: custom_keys 'norm' (every norm of the backbone is named norm*), plus
-    # absolute_pos_embed / relative_position_bias_table, which UniFormer does not have.
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}),
-    clip_grad=None)
+model = dict(backbone={{_base_.backbone}}, neck=dict(in_channels={{_base_.backbone_channels}}))

@@ -1,21 +1,9 @@
-# RetinaNet with a CrossFormer-B backbone on COCO, 1x schedule (12 epochs, batch 16 = 8 GPUs x 2).
-# Official recipe (cheerss/CrossFormer, branch `crossformer`,
-# detection/configs/retinanet_crossformer_b_fpn_1x_coco.py): AdamW lr 1e-4,
-# weight decay 1e-4, no gradient clipping, 500-iteration linear warm-up, steps at epochs 8, 11
-# (mmdet's 1x schedule). Published: RetinaNet 1x box AP 46.2.
+# RetinaNet with a CrossFormer-B backbone on COCO, 1x schedule (recipe:
+# ../_base_/det/crossformer_1x.py). Official config:
+# detection/configs/retinanet_crossformer_b_fpn_1x_coco.py. Published: RetinaNet 1x box AP 46.2.
 _base_ = [
-    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    '../_base_/det/retinanet.py',
+    '../_base_/det/crossformer_1x.py',
     '../_base_/backbones/crossformer_b.py',
 ]
-model = dict(
-    data_preprocessor=dict(bgr_to_rgb=True),  # ImageNet mean/std in RGB, as pretrained
-    backbone={{_base_.backbone}},
-    neck=dict(
-        in_channels={{_base_.backbone_channels}},
-        start_level=1,
-        add_extra_convs='on_input'))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
-    clip_grad=None)
+model = dict(backbone={{_base_.backbone}}, neck=dict(in_channels={{_base_.backbone_channels}}))

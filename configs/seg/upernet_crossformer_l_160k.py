@@ -1,25 +1,11 @@
-# UPerNet with a CrossFormer-L backbone on ADE20K (512x512 crops), 160k iterations at batch 16
-# (8 GPUs x 2).
-# Official recipe (cheerss/CrossFormer, branch `crossformer`,
-# segmentation/configs/upernet_crossformer_l_ade20k.py): AdamW lr 6e-5, weight decay 0.01, no
-# decay on norms, 1500-iteration linear warm-up, then poly (power 1.0).
-# Published mIoU: 50.4 single scale, 51.4 multi-scale.
+# UPerNet with a CrossFormer-L backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). Official
+# config: segmentation/configs/upernet_crossformer_l_ade20k.py. Published mIoU: 50.4 single scale,
+# 51.4 multi-scale.
 _base_ = [
-    'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+    '../_base_/seg/upernet_160k.py',
     '../_base_/backbones/crossformer_l.py',
 ]
 model = dict(
-    pretrained=None,
     backbone={{_base_.backbone}},
     decode_head=dict(in_channels={{_base_.backbone_channels}}),
     auxiliary_head=dict(in_channels={{_base_.backbone_stage3_channels}}))
-train_dataloader = dict(batch_size=2)  # x 8 GPUs = 16
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, begin=1500, end=160000, by_epoch=False),
-]

@@ -1,14 +1,11 @@
 # CMT-B backbone (REFERENCE.md §3; ImageNet-1k top-1 84.5, pretrained at 256x256).
-# ImageNet file: the authors' `cmt_base.pth` (github.com/ggjy/CMT.pytorch releases, tag release-v1,
-# linked from huawei-noah/Efficient-AI-Backbones cmt_pytorch/README.md), loaded and converted in
-# memory; its position biases are resized to the input at run time.
-# No official dense-prediction drop_path exists: this is the ImageNet training value.
-custom_imports = dict(imports=['mmhybrid'], allow_failed_imports=False)
-backbone_channels = [76, 152, 304, 608]  # the only place these are written
-backbone_stage3_channels = backbone_channels[2]
+_base_ = ['./cmt.py']
+import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(
-    _delete_=True,
-    type='mmhybrid.CMT',
     arch='base',
     drop_path_rate=0.25,
     init_cfg=dict(type='Pretrained', checkpoint='pretrained/cmt_base.pth'))
+# Neck/head widths: the variant's stage channels, read from the class's arch_zoo (README.md).
+backbone_channels = mmhybrid.registry.MODELS.get(_base_.backbone.type).parse_arch(
+    backbone['arch'])[1]['embed_dims']
+backbone_stage3_channels = backbone_channels[2]

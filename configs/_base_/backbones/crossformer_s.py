@@ -1,15 +1,13 @@
 # CrossFormer-S backbone (REFERENCE.md §1; ImageNet-1k top-1 82.5, 30.7M params with the head).
 # ImageNet file: the authors' `crossformer-s.pth` (cheerss/CrossFormer README, Google Drive /
 # BaiduCloud links), loaded and converted in memory; see the README for where to get it.
-# Group size 7 and intervals 8, 4, 2, 1 (the class defaults) as in the official det/seg configs;
-# LDA as in the ICLR'22 code that produced the published numbers (lda_mode='iclr').
-custom_imports = dict(imports=['mmhybrid'], allow_failed_imports=False)
-backbone_channels = [96, 192, 384, 768]  # the only place these are written
-backbone_stage3_channels = backbone_channels[2]
+_base_ = ['./crossformer.py']
+import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(
-    _delete_=True,
-    type='mmhybrid.CrossFormer',
     arch='small',
     drop_path_rate=0.2,
-    lda_mode='iclr',
     init_cfg=dict(type='Pretrained', checkpoint='pretrained/crossformer-s.pth'))
+# Neck/head widths: the variant's stage channels, read from the class's arch_zoo (README.md).
+backbone_channels = mmhybrid.registry.MODELS.get(_base_.backbone.type).parse_arch(
+    backbone['arch'])[1]['embed_dims']
+backbone_stage3_channels = backbone_channels[2]

@@ -1,13 +1,10 @@
 # HAT-Net-Large backbone (REFERENCE.md §4; ImageNet-1k top-1 84.2 at 224).
-# ImageNet file: the authors' `HAT-Net_Large.pth` (yun-liu/TransCNN README, GitHub release
-# yun-liu/HAT-Net v2.0), loaded and converted in memory; see the README for where to get it.
-# drop_path_rate 0.1 as PVT's dense backbones (the HAT-Net paper follows PVT's recipes).
-custom_imports = dict(imports=['mmhybrid'], allow_failed_imports=False)
-backbone_channels = [64, 128, 320, 640]  # the only place these are written
-backbone_stage3_channels = backbone_channels[2]
+_base_ = ['./hatnet.py']
+import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(
-    _delete_=True,
-    type='mmhybrid.HATNet',
     arch='large',
-    drop_path_rate=0.1,
     init_cfg=dict(type='Pretrained', checkpoint='pretrained/HAT-Net_Large.pth'))
+# Neck/head widths: the variant's stage channels, read from the class's arch_zoo (README.md).
+backbone_channels = mmhybrid.registry.MODELS.get(_base_.backbone.type).parse_arch(
+    backbone['arch'])[1]['embed_dims']
+backbone_stage3_channels = backbone_channels[2]

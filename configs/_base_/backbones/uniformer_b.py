@@ -1,18 +1,15 @@
-# UniFormer-B backbone as the official detection/segmentation code runs it (REFERENCE.md §2):
-# hybrid stage 3 (block i global when (i + 1) % 4 == 0, 14x14 windows otherwise), global stage 4,
-# a new LayerNorm (eps 1e-6) on each output. Drop path 0.3 as the official
+# UniFormer-B backbone (REFERENCE.md §2). Drop path 0.3 as the official
 # object_detection/exp/mask_rcnn_1x_hybrid_base/config.py (the segmentation configs set
 # their own).
 # ImageNet file: the authors' `uniformer_base_in1k.pth` (Sense-X/UniFormer image_classification
 # README), loaded and converted in memory; see the README for where to get it.
-custom_imports = dict(imports=['mmhybrid'], allow_failed_imports=False)
-backbone_channels = [64, 128, 320, 512]  # the only place these are written
-backbone_stage3_channels = backbone_channels[2]
+_base_ = ['./uniformer.py']
+import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(
-    _delete_=True,
-    type='mmhybrid.UniFormer',
     arch='base',
-    attn_modes=('hybrid', 'global'),
-    window_size=14,
     drop_path_rate=0.3,
     init_cfg=dict(type='Pretrained', checkpoint='pretrained/uniformer_base_in1k.pth'))
+# Neck/head widths: the variant's stage channels, read from the class's arch_zoo (README.md).
+backbone_channels = mmhybrid.registry.MODELS.get(_base_.backbone.type).parse_arch(
+    backbone['arch'])[1]['embed_dims']
+backbone_stage3_channels = backbone_channels[2]

@@ -1,12 +1,11 @@
 # VAN-B1 backbone (REFERENCE.md §5; ImageNet-1k top-1 81.1).
-# ImageNet file: the authors' `van_b1.pth.tar` (Visual-Attention-Network/VAN-Classification
-# README), loaded and converted in memory; see the README for where to get it.
-custom_imports = dict(imports=['mmhybrid'], allow_failed_imports=False)
-backbone_channels = [64, 128, 320, 512]  # the only place these are written
-backbone_stage3_channels = backbone_channels[2]
+_base_ = ['./van.py']
+import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(
-    _delete_=True,
-    type='mmhybrid.VAN',
     arch='b1',
     drop_path_rate=0.1,
     init_cfg=dict(type='Pretrained', checkpoint='pretrained/van_b1.pth.tar'))
+# Neck/head widths: the variant's stage channels, read from the class's arch_zoo (README.md).
+backbone_channels = mmhybrid.registry.MODELS.get(_base_.backbone.type).parse_arch(
+    backbone['arch'])[1]['embed_dims']
+backbone_stage3_channels = backbone_channels[2]
