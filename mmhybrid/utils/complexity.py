@@ -10,6 +10,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import torch
 import torch.nn as nn
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
 from torch.utils.flop_counter import FlopCounterMode
 
 from .build import build_backbone
@@ -103,8 +105,6 @@ def config_complexity(config: str, shape: Sequence[int] = (224, 224)) -> List[Co
     """Parameters and MACs of an mmdet/mmseg config's backbone and backbone + neck on a 1x3xHxW
     input (heads are not counted), and the parameters of the whole model. The backbone starts
     from scratch (``init_cfg=None``)."""
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None
     init_default_scope(cfg.default_scope)

@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+import numpy as np
+from mmengine.config import DictAction
+
 from ..datasets.shapes import SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec, generate_shapes
 
 FULL_SPEC = ShapesSpec(num_train=320, num_val=40, image_size=128, colour_by_class=True)
@@ -184,7 +187,6 @@ def draw_detections(config: Path, checkpoint: Path, images: List[Path], out: Pat
     # Imported here, not at the top: drawing needs OpenCV and mmdet, which cost seconds to import
     # and which the rest of the package does not need.
     import cv2
-    import numpy as np
     from mmdet.apis import inference_detector, init_detector
     from mmdet.utils import register_all_modules
     register_all_modules()
@@ -221,7 +223,6 @@ def draw_segmentation(config: Path, checkpoint: Path, images: List[Path], ann_di
     """Rows: image, ground truth overlay, predicted overlay (background pixels predicted too)."""
     # Imported here, not at the top: as in draw_detections, for OpenCV and mmseg.
     import cv2
-    import numpy as np
     from mmseg.apis import inference_model, init_model
     from mmseg.utils import register_all_modules
     register_all_modules()
@@ -343,7 +344,6 @@ def run_demo(det_config: Union[str, Path],
 
 def _typed(options: Dict[str, str]) -> dict:
     """``--cfg-options`` strings to values, as mmengine's DictAction parses them."""
-    from mmengine.config import DictAction
     return {k: DictAction._parse_iterable(v) for k, v in options.items()}
 
 
