@@ -52,7 +52,7 @@ def test_no_wheel_is_said(tmp_path):
     _wheel(tmp_path / 'shared', WHEEL.replace(PYTAG, 'cp27'))  # another Python's wheel
     proc = _setup_env(tmp_path, '--find-mmcv-wheel')
     assert proc.returncode == 1 and proc.stdout == ''
-    assert 'no mmcv 2.1.0 wheel' in proc.stderr
+    assert 'no mmcv 2.1.0 wheel' in proc.stderr and 'FAILED' not in proc.stderr
 
 
 def test_unknown_argument_is_refused(tmp_path):
@@ -77,3 +77,37 @@ def test_a_failing_step_says_what_failed(tmp_path):
 def _line_of(text: str) -> int:
     lines = SCRIPT.read_text().splitlines()
     return next(i for i, line in enumerate(lines, 1) if line.strip() == text)
+
+
+def _stand_in_venv(tmp_path: Path) -> Path:
+    """A venv whose Python records pip's arguments instead of installing, says mmcv is missing,
+    and passes every other check: the set-up runs its whole course in a moment."""
+    venv = tmp_path / 'venv'
+    python = venv / 'bin' / 'python'
+    python.parent.mkdir(parents=True)
+    python.write_text(f'''#!/bin/sh
+case "$1" in
+    -m) echo "$*" >> "{venv}/pip.log" ;;
+    -c) case "$2" in
+            *sys.version_info*) echo {PYTAG} ;;
+            *"import mmcv, mmcv.ops; assert"*) exit 1 ;;
+        esac ;;
+esac
+exit 0
+''')
+    python.chmod(0o755)
+    return venv
+
+
+def test_setup_installs_the_cached_wheel_when_the_shared_folder_has_it_too(tmp_path):
+    """The reported failure, end to end: the set-up stopped right after "installing torch" with
+    exit status 141 and no message."""
+    cached = _wheel(tmp_path / 'cache' / f'{PYTAG}-torch2.13.0')
+    _wheel(tmp_path / 'shared')
+    venv = _stand_in_venv(tmp_path)
+    proc = _setup_env(tmp_path, VENV=str(venv))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f'[setup] installing {WHEEL}' in proc.stdout
+    pip = (venv / 'pip.log').read_text().splitlines()
+    assert any(line.endswith(f'--no-deps {cached}') for line in pip), pip
+    assert list(venv.glob('.mmhybrid-setup-*')), 'no stamp written'
