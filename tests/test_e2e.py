@@ -305,3 +305,41 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, shapes_root, kind):
     assert expected.keys() == resumed.keys()
     differing = [k for k in expected if not torch.equal(expected[k], resumed[k])]
     assert not differing, f'{len(differing)} tensors differ after resume, e.g. {differing[:5]}'
+
+
+# ------------------------------------------------------------------ mmdet's own tools
+
+def _mmdet_tool(name: str) -> Path:
+    import mmdet
+    path = Path(mmdet.__file__).parent / '.mim' / 'tools' / name
+    if not path.is_file():
+        pytest.skip(f'mmdet is installed without its tools ({path})')
+    return path
+
+
+def test_mmdet_own_tools_train_and_test(tmp_path, shapes_root):
+    """mmdet's own ``tools/train.py`` and ``tools/test.py`` run our config: the config's
+    ``custom_imports`` import mmhybrid, which registers the backbones, the checkpoint types for
+    weights_only loading and the CPU DDP wrapper (under its own name; mmengine's is untouched)."""
+    config = tmp_path / 'maskrcnn_shapes.py'
+    config.write_text(_override('det', DET_CONFIG, shapes_root))
+    env = dict(_tool_env(), PYTHONPATH=str(REPO))  # mmdet's tools import this checkout's mmhybrid
+
+    def run(*cmd: str) -> str:
+        proc = subprocess.run([sys.executable, *cmd], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+        return proc.stdout + proc.stderr
+
+    registered = run('-c', 'import sys; from mmengine.config import Config; '
+                     'from mmengine.registry import MODEL_WRAPPERS as W; '
+                     'Config.fromfile(sys.argv[1]); '
+                     'print(W.get("CPUDistributedDataParallel").__module__, '
+                     'W.get("MMDistributedDataParallel").__module__)', str(config))
+    assert 'mmhybrid.engine.dist mmengine.model.wrappers.distributed\n' in registered
+    work_dir = tmp_path / 'work'
+    out = run(str(_mmdet_tool('train.py')), str(config), '--work-dir', str(work_dir))
+    assert 'Epoch(train) [1][2/2]' in out and (work_dir / 'epoch_1.pth').is_file()
+    test_out = run(str(_mmdet_tool('test.py')), str(config), str(work_dir / 'epoch_1.pth'),
+                   '--work-dir', str(tmp_path / 'test'))
+    assert 'coco/bbox_mAP' in test_out

@@ -86,22 +86,108 @@ def test_deterministic_resume_hook_needs_a_seed():
         DeterministicResumeHook(seed='0')
 
 
-def test_train_tool_adds_the_hook_for_deterministic_configs(tmp_path):
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location(
-        'mmhybrid_train_tool', Path(__file__).resolve().parents[1] / 'tools' / 'train.py')
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+def test_deterministic_configs_get_the_hook():
     from mmengine.config import Config
+
+    from mmhybrid.engine import use_deterministic_resume
     cfg = Config(dict(randomness=dict(seed=0, deterministic=True), custom_hooks=[]))
-    train.use_deterministic_resume(cfg)
+    use_deterministic_resume(cfg)
     assert cfg.custom_hooks == [dict(type='mmhybrid.DeterministicResumeHook')]
-    train.use_deterministic_resume(cfg)  # not twice
+    use_deterministic_resume(cfg)  # not twice
     assert len(cfg.custom_hooks) == 1
     plain = Config(dict(randomness=dict(seed=0)))
-    train.use_deterministic_resume(plain)
+    use_deterministic_resume(plain)
     assert not plain.get('custom_hooks')
+
+
+# ---------------------------------------------------------------- configs of tools/train.py, test.py
+
+CONFIG = '''
+default_scope = 'mmdet'
+model = dict(type='Foo')
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1),
+                     visualization=dict(type='DetVisualizationHook'))
+randomness = dict(seed=0, deterministic=True)
+test_evaluator = dict(type='CocoMetric')
+'''
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / 'tiny_cfg.py'
+    path.write_text(CONFIG)
+    return str(path)
+
+
+def test_train_config(config_file, tmp_path):
+    from mmhybrid.engine import build_train_config
+    cfg = build_train_config(config_file)
+    assert cfg.work_dir == './work_dirs/tiny_cfg' and cfg.launcher == 'none'
+    assert cfg.default_hooks.checkpoint.backend_args == dict(backend=ATOMIC_BACKEND)
+    assert cfg.custom_hooks == [dict(type='mmhybrid.DeterministicResumeHook')]
+    assert 'resume' not in cfg and 'model_wrapper_cfg' not in cfg
+    cfg = build_train_config(config_file, work_dir=str(tmp_path), amp=True, resume='auto',
+                             cfg_options={'optim_wrapper.optimizer.lr': 0.5})
+    assert cfg.work_dir == str(tmp_path) and cfg.resume is True and cfg.load_from is None
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.optim_wrapper.optimizer.lr == 0.5
+    cfg = build_train_config(config_file, resume='ckpt.pth')
+    assert cfg.resume is True and cfg.load_from == 'ckpt.pth'
+    with pytest.raises(RuntimeError, match='auto_scale_lr'):
+        build_train_config(config_file, auto_scale_lr=True)
+
+
+def test_test_config(config_file):
+    from mmhybrid.engine import build_test_config
+    cfg = build_test_config(config_file, 'ckpt.pth', out='preds.pkl', show_dir='vis')
+    assert cfg.load_from == 'ckpt.pth'
+    assert cfg.test_evaluator == [dict(type='CocoMetric'),
+                                  dict(type='DumpDetResults', out_file_path='preds.pkl')]
+    assert cfg.default_hooks.visualization.draw is True
+    assert cfg.default_hooks.visualization.test_out_dir == 'vis'
+    with pytest.raises(ValueError, match='.pkl'):
+        build_test_config(config_file, 'ckpt.pth', out='preds.json')
+    with pytest.raises(ValueError, match='tta_model'):
+        build_test_config(config_file, 'ckpt.pth', tta=True)
+
+
+# ---------------------------------------------------------------- CPU distributed
+
+def test_cpu_ddp_wrapper_is_registered_by_import_under_its_own_name():
+    """mmdet's/mmseg's own tools get the wrapper from ``import mmhybrid`` (custom_imports);
+    mmengine's MMDistributedDataParallel is left as it is."""
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.registry import MODEL_WRAPPERS
+
+    from mmhybrid.engine import CPU_DDP, CPUDistributedDataParallel
+    assert MODEL_WRAPPERS.get(CPU_DDP) is CPUDistributedDataParallel
+    assert MODEL_WRAPPERS.get('MMDistributedDataParallel') is MMDistributedDataParallel
+
+
+def test_setup_cpu_distributed_leaves_single_process_runs_alone():
+    from mmengine.config import Config
+
+    from mmhybrid.engine import setup_cpu_distributed
+    cfg = Config(dict(launcher='none'))
+    setup_cpu_distributed(cfg)
+    assert cfg.to_dict() == dict(launcher='none')
+
+
+def test_setup_cpu_distributed_picks_gloo_and_the_cpu_wrapper(monkeypatch):
+    import torch
+    from mmengine.config import Config
+
+    from mmhybrid.engine import CPU_DDP, setup_cpu_distributed
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config(dict(launcher='slurm', find_unused_parameters=True))  # slurm: no init here
+    setup_cpu_distributed(cfg)
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg == dict(type=CPU_DDP, broadcast_buffers=False,
+                                         find_unused_parameters=True)
+    custom = Config(dict(launcher='slurm', model_wrapper_cfg=dict(type='MyWrapper')))
+    setup_cpu_distributed(custom)
+    assert custom.model_wrapper_cfg == dict(type='MyWrapper')
 
 
 # ---------------------------------------------------------------- WeightSyncCheckHook

@@ -12,7 +12,6 @@ from mmhybrid.models import VAN
 from mmhybrid.utils import count_macs
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'tools'))
 
 
 class _Attention(torch.nn.Module):
@@ -71,7 +70,7 @@ def test_attention_can_be_left_out_of_the_count():
 
 
 def test_explicit_reference_attention_equals_sdpa():
-    from benchmark import explicit_attention
+    from mmhybrid.utils.benchmark import explicit_attention
     q, k, v = torch.randn(3, 2, 2, 30, 8).unbind(0)
     bias = torch.randn(30, 30)
     mask = torch.rand(30, 30) > 0.3
@@ -96,7 +95,7 @@ def test_benchmark_runs(tmp_path):
 
 
 def test_benchmark_report_keeps_the_notes(tmp_path):
-    from benchmark import markers, write_report
+    from mmhybrid.utils.benchmark import markers, write_report
     page = tmp_path / 'benchmarks.md'
     write_report(str(page), '| first table |\n')
     assert page.read_text().startswith('# Benchmarks') and '| first table |' in page.read_text()
@@ -117,3 +116,38 @@ def test_get_flops_cli():
     out = subprocess.run([sys.executable, str(REPO / 'tools' / 'get_flops.py'), 'van:b2'],
                          check=True, timeout=300, capture_output=True, text=True).stdout
     assert 'params    26.07 M' in out
+
+
+def test_get_flops_rows_match_the_counters():
+    from mmhybrid.utils import backbone_complexity, build_backbone, count_params, format_complexity
+    rows = backbone_complexity('van:b0', (64, 96))
+    model = build_backbone('van:b0').eval()
+    x = torch.randn(1, 3, 64, 96)
+    assert [r.name for r in rows] == ['backbone', 'backbone without attention']
+    assert rows[0].params == count_params(model) and rows[0].macs == count_macs(model, x)
+    assert rows[1].macs == count_macs(model, x, attention=False)
+    assert format_complexity(rows, (64, 96)).splitlines()[0] == 'input shape: 1x3x64x96'
+
+
+def test_unknown_backbone_is_named():
+    from mmhybrid.utils import build_backbone, resolve_specs
+    with pytest.raises(ValueError, match="'nope:b0'"):
+        build_backbone('nope:b0')
+    with pytest.raises(ValueError, match="'nope'"):
+        resolve_specs(['van:b0', 'nope'])
+    assert resolve_specs(['all'])[-1] == 'van:b2'
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'benchmark.py'), 'nope'],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "unknown backbone 'nope'" in proc.stderr
+
+
+def test_tools_are_thin_command_lines():
+    """No tool imports another tool or rewrites sys.argv: the logic lives in the package."""
+    tools = sorted((REPO / 'tools').glob('*.py'))
+    names = {p.stem for p in tools}
+    for path in tools:
+        text = path.read_text()
+        assert 'sys.argv =' not in text, path.name
+        for name in names:
+            assert f'from {name} import' not in text and f'import {name}\n' not in text, \
+                f'{path.name} imports tools/{name}.py'

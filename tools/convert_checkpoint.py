@@ -11,10 +11,12 @@ is never overwritten.
 """
 import argparse
 import json
-import os
+import os.path as osp
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
+    sys.path.insert(0, _REPO)
 
 from mmhybrid.checkpoint import CONVERTERS, CheckpointLoadError, CheckpointMismatchError  # noqa
 from mmhybrid.checkpoint.core import convert_checkpoint_file  # noqa

@@ -13,31 +13,22 @@
    segmentation overlay, and the loss / metric curves read from mmengine's ``scalars.json``;
 5. prints a summary.
 
-``--quick`` runs a few iterations on a tiny tree (the test suite runs it).
+``--quick`` runs a few iterations on a tiny tree (the test suite runs it). The work is done by
+``mmhybrid.utils.demo.run_demo``.
 """
 import argparse
-import json
-import os
-import subprocess
 import sys
-import threading
-import time
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional
 
 _REPO = Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:
+if str(_REPO) not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, str(_REPO))
 
-from mmhybrid.datasets.shapes import SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec  # noqa: E402
-from mmhybrid.datasets.shapes import generate_shapes  # noqa: E402
+from mmhybrid.utils.demo import QUICK_ITERS, run_demo  # noqa: E402
 
 DET_CONFIG = _REPO / 'configs' / 'demo' / 'maskrcnn_van_demo.py'
 SEG_CONFIG = _REPO / 'configs' / 'demo' / 'fpn_van_demo.py'
-FULL_SPEC = ShapesSpec(num_train=320, num_val=40, image_size=128, colour_by_class=True)
-QUICK_SPEC = ShapesSpec(num_train=8, num_val=4, image_size=128, colour_by_class=True)
-QUICK_ITERS = 3
 
 
 def parse_args(argv=None):
@@ -61,304 +52,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _env(threads: int) -> Dict[str, str]:
-    env = dict(os.environ)
-    for key in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
-        env[key] = str(threads)
-    env.setdefault('PYTHONWARNINGS', 'ignore::UserWarning,ignore::DeprecationWarning')
-    return env
-
-
-def _stream(proc: subprocess.Popen, prefix: str, log_path: Path, keep: List[str]) -> None:
-    """Copies a child's output to the console (prefixed) and to a log file."""
-    with open(log_path, 'w') as log:
-        for line in proc.stdout:
-            log.write(line)
-            keep.append(line)
-            del keep[:-200]
-            sys.stdout.write(f'{prefix} {line}')
-            sys.stdout.flush()
-
-
-def _run_all(jobs: List[dict], parallel: bool, threads: int) -> None:
-    """Runs ``jobs`` (dict(name, cmd, log)) side by side or in order; raises on failure."""
-    pending = list(jobs)
-    while pending:
-        batch = pending if parallel else pending[:1]
-        pending = pending[len(batch):]
-        running = []
-        for job in batch:
-            proc = subprocess.Popen(job['cmd'], cwd=_REPO, env=_env(threads),
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    bufsize=1)
-            tail: List[str] = []
-            thread = threading.Thread(target=_stream,
-                                      args=(proc, f"[{job['name']}]", job['log'], tail),
-                                      daemon=True)
-            thread.start()
-            running.append((job, proc, thread, tail))
-        for job, proc, thread, tail in running:
-            proc.wait()
-            thread.join()
-            if proc.returncode != 0:
-                raise RuntimeError(f"{job['name']} failed (exit {proc.returncode}); last lines:\n"
-                                   + ''.join(tail[-40:]) + f"full log: {job['log']}")
-
-
-def _cfg_options(task: str, data_root: Path, iters: Optional[int], quick: bool) -> List[str]:
-    """Points the demo config at ``data_root`` (dataloaders and evaluator) and sets the length."""
-    opts = []
-    if task == 'det':
-        root = f'{data_root / "coco"}/'
-        opts += [f'train_dataloader.dataset.data_root={root}',
-                 f'val_dataloader.dataset.data_root={root}',
-                 f'test_dataloader.dataset.data_root={root}',
-                 f'val_evaluator.ann_file={root}annotations/instances_val2017.json',
-                 f'test_evaluator.ann_file={root}annotations/instances_val2017.json']
-    else:
-        root = str(data_root / 'ade20k')
-        opts += [f'train_dataloader.dataset.data_root={root}',
-                 f'val_dataloader.dataset.data_root={root}',
-                 f'test_dataloader.dataset.data_root={root}']
-    if quick:
-        iters = QUICK_ITERS
-        opts += ['train_dataloader.batch_size=2', 'default_hooks.logger.interval=1']
-    if iters is not None:
-        opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-                 f'default_hooks.checkpoint.interval={iters}']
-    return opts
-
-
-def _last_checkpoint(work_dir: Path) -> Path:
-    marker = work_dir / 'last_checkpoint'
-    if not marker.is_file():
-        raise FileNotFoundError(f'no checkpoint was saved in {work_dir}')
-    return Path(marker.read_text().strip())
-
-
-def _latest_run(work_dir: Path) -> Path:
-    """The newest ``<timestamp>/`` folder mmengine wrote in ``work_dir``."""
-    runs = sorted(p for p in work_dir.iterdir() if p.is_dir() and p.name[:8].isdigit())
-    if not runs:
-        raise FileNotFoundError(f'no run folder in {work_dir}')
-    return runs[-1]
-
-
-def _test_metrics(work_dir: Path) -> dict:
-    run = _latest_run(work_dir)
-    path = run / f'{run.name}.json'
-    if not path.is_file():
-        raise FileNotFoundError(f'no metrics file {path}')
-    text = path.read_text()
-    try:
-        return json.loads(text)
-    except ValueError:  # one JSON object per line
-        return json.loads([line for line in text.splitlines() if line.strip()][-1])
-
-
-def _read_scalars(work_dir: Path) -> List[dict]:
-    run = _latest_run(work_dir)
-    path = run / 'vis_data' / 'scalars.json'
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_curves(scalars: List[dict], loss_keys: List[str], metric_keys: List[str], title: str,
-                out: Path, metric_scale: float = 1.0) -> None:
-    """Training losses (left) and validation metrics (right) against the iteration."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key in loss_keys:
-        points = [(s['step'], s[key]) for s in scalars if key in s and 'lr' in s]
-        if points:
-            ax_loss.plot(*zip(*points), label=key)
-    ax_loss.set_xlabel('iteration')
-    ax_loss.set_title(f'{title}: training loss')
-    ax_loss.set_yscale('log')
-    ax_loss.legend(fontsize=7)
-    for key in metric_keys:
-        points = [(s['step'], s[key] * metric_scale) for s in scalars if key in s]
-        if points:
-            ax_metric.plot(*zip(*points), marker='o', label=key)
-    ax_metric.set_xlabel('iteration')
-    ax_metric.set_ylim(0, 1)
-    ax_metric.set_title(f'{title}: validation')
-    ax_metric.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-
-
-def _val_images(folder: Path, count: int) -> List[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix == '.jpg')[:count]
-
-
-def _bgr(rgb) -> tuple:
-    return tuple(int(c) for c in rgb[::-1])
-
-
-def draw_detections(config: Path, checkpoint: Path, images: List[Path], out: Path,
-                    score_thr: float = 0.5, cfg_options: Optional[dict] = None) -> None:
-    """Predicted boxes and masks on ``images`` (score >= ``score_thr``, else the 3 best), side by
-    side in one PNG: the images on top, the predictions below."""
-    import cv2
-    import numpy as np
-    from mmdet.apis import inference_detector, init_detector
-    from mmdet.utils import register_all_modules
-    register_all_modules()
-    model = init_detector(str(config), str(checkpoint), device='cpu', cfg_options=cfg_options)
-    tiles = []
-    for path in images:
-        img = cv2.imread(str(path))
-        pred = inference_detector(model, img).pred_instances
-        keep = pred.scores >= score_thr
-        if not keep.any():  # a weak model: show its 3 best guesses rather than nothing
-            keep = pred.scores >= pred.scores.topk(min(3, len(pred))).values[-1] \
-                if len(pred) else keep
-        pred = pred[keep]
-        canvas = img.copy()
-        masks = pred.masks.numpy() if 'masks' in pred else []
-        for i, (box, label, score) in enumerate(
-                zip(pred.bboxes.numpy(), pred.labels.numpy(), pred.scores.numpy())):
-            colour = _bgr(SHAPE_PALETTE[int(label) % len(SHAPE_PALETTE)])
-            if len(masks):
-                m = masks[i].astype(bool)
-                canvas[m] = (0.5 * canvas[m] + 0.5 * np.array(colour)).astype(np.uint8)
-            x0, y0, x1, y1 = (int(round(v)) for v in box)
-            cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, 1)
-            cv2.putText(canvas, f'{SHAPE_CLASSES[int(label)][:3]} {score:.2f}',
-                        (x0, max(y0 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1,
-                        cv2.LINE_AA)
-        tiles.append(np.vstack([img, canvas]))
-    cv2.imwrite(str(out), cv2.resize(np.hstack(tiles), None, fx=2, fy=2,
-                                     interpolation=cv2.INTER_NEAREST))
-
-
-def draw_segmentation(config: Path, checkpoint: Path, images: List[Path], ann_dir: Path,
-                      out: Path, cfg_options: Optional[dict] = None) -> None:
-    """Rows: image, ground truth overlay, predicted overlay (background pixels predicted too)."""
-    import cv2
-    import numpy as np
-    from mmseg.apis import inference_model, init_model
-    from mmseg.utils import register_all_modules
-    register_all_modules()
-    model = init_model(str(config), str(checkpoint), device='cpu', cfg_options=cfg_options)
-    palette = np.array([_bgr(c) for c in SHAPE_PALETTE], np.uint8)
-    tiles = []
-    for path in images:
-        img = cv2.imread(str(path))
-        gt = cv2.imread(str(ann_dir / (path.stem + '.png')), cv2.IMREAD_GRAYSCALE)
-        pred = inference_model(model, img).pred_sem_seg.data[0].numpy()
-        gt_overlay = img.copy()
-        fg = gt > 0
-        gt_overlay[fg] = (0.4 * img[fg] + 0.6 * palette[gt[fg] - 1]).astype(np.uint8)
-        pred_overlay = (0.4 * img + 0.6 * palette[pred]).astype(np.uint8)
-        tiles.append(np.vstack([img, gt_overlay, pred_overlay]))
-    cv2.imwrite(str(out), cv2.resize(np.hstack(tiles), None, fx=2, fy=2,
-                                     interpolation=cv2.INTER_NEAREST))
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     warnings.filterwarnings('ignore', category=UserWarning)
-    start = time.perf_counter()
-    out_dir = Path(args.out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data_root = Path(args.data_root).resolve()
-    spec = QUICK_SPEC if args.quick else FULL_SPEC
-    if args.quick:
-        data_root = data_root.with_name(data_root.name + '_quick')
-    print(f'[demo] synthetic data: {data_root} ({spec.num_train} train / {spec.num_val} val '
-          f'images of {spec.image_size} px; reused when already there)', flush=True)
-    generate_shapes(data_root, spec=spec)
-
-    tasks = [t for t in ('det', 'seg') if args.only in (None, t)]
-    configs = {'det': DET_CONFIG, 'seg': SEG_CONFIG}
-    work_dirs = {t: out_dir / 'work_dirs' / t for t in tasks}
-    options = {t: _cfg_options(t, data_root, args.iters, args.quick) for t in tasks}
-    py = sys.executable
-    jobs = [dict(name=f'train-{t}', log=out_dir / f'train_{t}.log',
-                 cmd=[py, str(_REPO / 'tools' / 'train.py'), str(configs[t]), '--work-dir',
-                      str(work_dirs[t]), '--cfg-options', *options[t]]) for t in tasks]
-    print(f'[demo] training {", ".join(tasks)} ({"in order" if args.sequential else "side by side"}'
-          f', {args.threads} thread(s) each); logs: {out_dir}/train_*.log', flush=True)
-    t0 = time.perf_counter()
-    _run_all(jobs, parallel=not args.sequential, threads=args.threads)
-    train_time = time.perf_counter() - t0
-
-    checkpoints = {t: _last_checkpoint(work_dirs[t]) for t in tasks}
-    test_dirs = {t: out_dir / 'work_dirs' / f'{t}_test' for t in tasks}
-    jobs = [dict(name=f'test-{t}', log=out_dir / f'test_{t}.log',
-                 cmd=[py, str(_REPO / 'tools' / 'test.py'), str(configs[t]), str(checkpoints[t]),
-                      '--work-dir', str(test_dirs[t]), '--cfg-options', *options[t]])
-            for t in tasks]
-    t0 = time.perf_counter()
-    _run_all(jobs, parallel=not args.sequential, threads=args.threads)
-    test_time = time.perf_counter() - t0
-    metrics = {t: _test_metrics(test_dirs[t]) for t in tasks}
-
-    # pictures
-    pictures = []
-    cfg_opts = {t: dict(o.split('=', 1) for o in options[t]) for t in tasks}
-    if 'det' in tasks:
-        scalars = _read_scalars(work_dirs['det'])
-        plot_curves(scalars, ['loss', 'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox',
-                              'loss_mask'],
-                    ['coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'],
-                    'Mask R-CNN', out_dir / 'det_curves.png')
-        draw_detections(DET_CONFIG, checkpoints['det'],
-                        _val_images(data_root / 'coco' / 'val2017', 6),
-                        out_dir / 'det_predictions.png',
-                        cfg_options=_typed(cfg_opts['det']))
-        pictures += [out_dir / 'det_curves.png', out_dir / 'det_predictions.png']
-    if 'seg' in tasks:
-        scalars = _read_scalars(work_dirs['seg'])
-        plot_curves(scalars, ['loss', 'decode.loss_ce'], ['mIoU', 'aAcc', 'mAcc'],
-                    'Semantic FPN', out_dir / 'seg_curves.png', metric_scale=0.01)
-        draw_segmentation(SEG_CONFIG, checkpoints['seg'],
-                          _val_images(data_root / 'ade20k' / 'images' / 'validation', 6),
-                          data_root / 'ade20k' / 'annotations' / 'validation',
-                          out_dir / 'seg_predictions.png', cfg_options=_typed(cfg_opts['seg']))
-        pictures += [out_dir / 'seg_curves.png', out_dir / 'seg_predictions.png']
-
-    total = time.perf_counter() - start
-    summary = dict(total_s=round(total, 1), train_s=round(train_time, 1),
-                   test_s=round(test_time, 1), metrics=metrics,
-                   checkpoints={t: str(c) for t, c in checkpoints.items()},
-                   pictures=[str(p) for p in pictures], quick=args.quick)
-    (out_dir / 'summary.json').write_text(json.dumps(summary, indent=1) + '\n')
-    print_summary(summary, out_dir)
-    return summary
-
-
-def _typed(options: Dict[str, str]) -> dict:
-    """``--cfg-options`` strings to values, as mmengine's DictAction parses them."""
-    from mmengine.config import DictAction
-    return {k: DictAction._parse_iterable(v) for k, v in options.items()}
-
-
-def print_summary(summary: dict, out_dir: Path) -> None:
-    m = summary['metrics']
-    lines = ['', '=' * 72, 'mmhybrid demo' + (' (quick smoke run)' if summary['quick'] else ''),
-             '-' * 72]
-    if 'det' in m:
-        d = m['det']
-        lines.append(f"Mask R-CNN + VAN (from scratch): bbox mAP {d.get('coco/bbox_mAP', 0):.3f}"
-                     f"  bbox AP50 {d.get('coco/bbox_mAP_50', 0):.3f}"
-                     f"  segm mAP {d.get('coco/segm_mAP', 0):.3f}"
-                     f"  segm AP50 {d.get('coco/segm_mAP_50', 0):.3f}")
-    if 'seg' in m:
-        s = m['seg']
-        lines.append(f"Semantic FPN + VAN (from scratch): mIoU {s.get('mIoU', 0) / 100:.3f}"
-                     f"  aAcc {s.get('aAcc', 0) / 100:.3f}")
-    lines += [f"time: {summary['total_s'] / 60:.1f} min in total (training "
-              f"{summary['train_s'] / 60:.1f} min, testing {summary['test_s']:.0f} s)",
-              f'outputs: {out_dir}/', *[f'  {p}' for p in summary['pictures']],
-              f'  {out_dir}/summary.json, train_*.log, test_*.log, work_dirs/', '=' * 72]
-    print('\n'.join(lines), flush=True)
+    tools = _REPO / 'tools'
+    return run_demo(DET_CONFIG, SEG_CONFIG, train_command=[sys.executable, str(tools / 'train.py')],
+                    test_command=[sys.executable, str(tools / 'test.py')],
+                    data_root=args.data_root, out_dir=args.out_dir, quick=args.quick,
+                    iters=args.iters, threads=args.threads, sequential=args.sequential,
+                    only=args.only, cwd=_REPO)
 
 
 if __name__ == '__main__':

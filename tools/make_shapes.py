@@ -9,7 +9,7 @@ import sys
 import time
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _REPO not in sys.path:
+if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
 
 from mmhybrid.datasets.shapes import ShapesSpec, generate_shapes  # noqa: E402

@@ -14,15 +14,12 @@ import os.path as osp
 import sys
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _REPO not in sys.path:
+if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
 
-import mmhybrid  # noqa: E402,F401  (backbones + safe globals for torch's weights_only loading)
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
-from train import register_scope, setup_cpu_distributed  # noqa: E402
+from mmhybrid.engine import build_runner, build_test_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -52,70 +49,12 @@ def parse_args(argv=None):
     return args
 
 
-def enable_visualization(cfg: Config, args, scope: str) -> None:
-    hooks = cfg.default_hooks
-    if 'visualization' not in hooks:
-        raise RuntimeError('VisualizationHook must be included in default_hooks to use '
-                           '--show or --show-dir.')
-    hooks.visualization.draw = True
-    if args.show:
-        hooks.visualization.show = True
-        hooks.visualization.wait_time = args.wait_time
-    if args.show_dir:
-        if scope == 'mmseg':
-            hooks.visualization.interval = 1
-            cfg.visualizer.save_dir = args.show_dir
-            cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
-        else:
-            hooks.visualization.test_out_dir = args.show_dir
-
-
-def add_dump(cfg: Config, out: str, scope: str) -> None:
-    if not out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl/.pickle file, got {out!r}')
-    metric = dict(type='DumpDetResults' if scope == 'mmdet' else 'DumpResults',
-                  out_file_path=out)
-    evaluator = cfg.test_evaluator
-    if isinstance(evaluator, (list, tuple)):
-        cfg.test_evaluator = [*evaluator, metric]
-    elif evaluator.get('type') == 'Evaluator':
-        evaluator.metrics = [*list(evaluator.metrics), metric] if isinstance(
-            evaluator.metrics, (list, tuple)) else [evaluator.metrics, metric]
-    else:
-        cfg.test_evaluator = [evaluator, metric]
-
-
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    scope = register_scope(cfg)
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-
-    cfg.load_from = args.checkpoint
-    setup_cpu_distributed(cfg)
-    if args.show or args.show_dir:
-        enable_visualization(cfg, args, scope)
-    if args.tta:
-        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise ValueError('--tta needs tta_model and tta_pipeline in the config')
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
-    if args.out is not None:
-        add_dump(cfg, args.out, scope)
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.test()
+    cfg = build_test_config(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
+                            show=args.show, show_dir=args.show_dir, wait_time=args.wait_time,
+                            tta=args.tta, cfg_options=args.cfg_options, launcher=args.launcher)
+    build_runner(cfg).test()
 
 
 if __name__ == '__main__':

@@ -1,8 +1,19 @@
-"""Training-time helpers: crash-safe checkpoint writing, exact resume, rank-sync checks."""
+"""Training-time helpers: crash-safe checkpoint writing, exact resume, rank-sync checks, CPU
+distributed training, and the configs and Runners behind ``tools/train.py`` / ``tools/test.py``.
+
+Importing it registers the atomic checkpoint file backend, the hooks and the
+``CPUDistributedDataParallel`` model wrapper (``import mmhybrid`` does).
+"""
 from .atomic_backend import ATOMIC_BACKEND, AtomicLocalBackend, atomic_write_bytes
+from .dist import CPU_DDP, CPUDistributedDataParallel, setup_cpu_distributed
 from .hooks import (DeterministicResumeHook, WeightSyncCheckHook, derived_seed,
                     mismatched_parameters, parameter_digests)
+from .runner import (build_runner, build_test_config, build_train_config, register_scope,
+                     use_atomic_checkpoints, use_deterministic_resume)
 
 __all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'atomic_write_bytes',
+           'CPU_DDP', 'CPUDistributedDataParallel', 'setup_cpu_distributed',
            'DeterministicResumeHook', 'WeightSyncCheckHook', 'derived_seed',
-           'mismatched_parameters', 'parameter_digests']
+           'mismatched_parameters', 'parameter_digests',
+           'build_runner', 'build_test_config', 'build_train_config', 'register_scope',
+           'use_atomic_checkpoints', 'use_deterministic_resume']

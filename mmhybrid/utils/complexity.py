@@ -3,13 +3,18 @@
 mmengine's module-hook counter cannot see a functional call, and torch's ``FlopCounterMode`` has no
 formula for the CPU flash kernel that ``scaled_dot_product_attention`` dispatches to. We count with
 ``FlopCounterMode`` plus formulas for every SDPA kernel, and report multiply-accumulates (MACs), the
-unit the papers' "FLOPs" columns use.
+unit the papers' "FLOPs" columns use. :func:`backbone_complexity` and :func:`config_complexity` give
+the rows ``tools/get_flops.py`` prints (:func:`format_complexity`).
 """
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
 from torch.utils.flop_counter import FlopCounterMode
+
+from .build import build_backbone
 
 aten = torch.ops.aten
 
@@ -64,3 +69,65 @@ def count_macs(model: nn.Module, *inputs: Any, attention: bool = True) -> int:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class ComplexityRow(NamedTuple):
+    """One line of ``tools/get_flops.py``: what was counted, its parameters and its MACs (``None``
+    when only parameters are counted)."""
+    name: str
+    params: int
+    macs: Optional[int]
+
+
+def backbone_complexity(spec: str, shape: Sequence[int] = (224, 224)) -> List[ComplexityRow]:
+    """Parameters and MACs of the backbone ``spec`` (``family:arch``) on a 1x3xHxW input, with and
+    without the products inside attention."""
+    backbone = build_backbone(spec).eval()
+    x = torch.randn(1, 3, *shape)
+    params = count_params(backbone)
+    return [ComplexityRow('backbone', params, count_macs(backbone, x)),
+            ComplexityRow('backbone without attention', params,
+                          count_macs(backbone, x, attention=False))]
+
+
+class _ExtractFeat(nn.Module):
+    """``model.extract_feat`` (backbone + neck) as a module to count."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor) -> Any:
+        return self.model.extract_feat(inputs)
+
+
+def config_complexity(config: str, shape: Sequence[int] = (224, 224)) -> List[ComplexityRow]:
+    """Parameters and MACs of an mmdet/mmseg config's backbone and backbone + neck on a 1x3xHxW
+    input (heads are not counted), and the parameters of the whole model. The backbone starts
+    from scratch (``init_cfg=None``)."""
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    init_default_scope(cfg.default_scope)
+    # Imported here, not at the top: only the config's own codebase is needed, and importing
+    # mmdet or mmseg costs seconds.
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    model = MODELS.build(cfg.model).eval()
+    x = torch.randn(1, 3, *shape)
+    feat = nn.ModuleList([model.backbone] + ([model.neck] if hasattr(model, 'neck') else []))
+    backbone = model.backbone
+    return [ComplexityRow('backbone', count_params(backbone), count_macs(backbone, x)),
+            ComplexityRow('backbone + neck', count_params(feat),
+                          count_macs(_ExtractFeat(model), x)),
+            ComplexityRow('whole model (params only)', count_params(model), None)]
+
+
+def format_complexity(rows: Sequence[ComplexityRow], shape: Sequence[int]) -> str:
+    """The table ``tools/get_flops.py`` prints."""
+    lines = [f'input shape: 1x3x{shape[0]}x{shape[1]}']
+    for row in rows:
+        flops = f'{row.macs / 1e9:.3f} GFLOPs (MACs)' if row.macs is not None else '-'
+        lines.append(f'{row.name:28s} params {row.params / 1e6:8.2f} M   {flops}')
+    return '\n'.join(lines)

@@ -1,0 +1,288 @@
+"""Speed and memory of mmhybrid backbones (``tools/benchmark.py``).
+
+For every backbone (``family:arch``) and input size, :func:`run_benchmark` measures the median
+forward latency (eval, no grad) and forward+backward latency (train mode) after warm-up,
+images/s, and peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the increase of
+the process's peak resident memory over its state after building the model. Each measurement runs
+in a fresh subprocess (:func:`run_worker`) so that peaks do not leak from one to the next.
+
+With ``compare_reference`` each model is measured twice: as implemented (PyTorch's
+``scaled_dot_product_attention``) and with the explicit ``softmax(q k^T * scale + bias) v`` of
+:func:`explicit_attention` patched in (:func:`patch_reference_attention`; the library has no such
+mode), and the report gives the ratios.
+"""
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from ..engine import atomic_write_bytes
+from .build import build_backbone, resolve_specs
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_size(text: Union[str, Sequence[int]]) -> Tuple[int, int]:
+    """``'224'`` -> (224, 224); ``'800x1344'`` -> (800, 1344); a pair stays a pair."""
+    if not isinstance(text, str):
+        h, w = text
+        return int(h), int(w)
+    if 'x' in text.lower():
+        h, w = text.lower().split('x')
+        return int(h), int(w)
+    return int(text), int(text)
+
+
+def explicit_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                       scale=None, enable_gqa=False):
+    """The textbook attention: materialises the full logits, then softmax, then @ v."""
+    scale = query.shape[-1]**-0.5 if scale is None else scale
+    logits = (query * scale) @ key.transpose(-2, -1)
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            logits = logits.masked_fill(~attn_mask, float('-inf'))
+        else:
+            logits = logits + attn_mask
+    return logits.softmax(dim=-1) @ value
+
+
+def patch_reference_attention() -> int:
+    """Replaces SDPA everywhere mmhybrid can reach it by :func:`explicit_attention`, for the rest
+    of the process; returns how many bindings were patched."""
+    original = F.scaled_dot_product_attention
+    F.scaled_dot_product_attention = explicit_attention
+    patched = 1
+    for name, module in list(sys.modules.items()):
+        if name.startswith('mmhybrid') and getattr(module, 'scaled_dot_product_attention',
+                                                   None) is original:
+            module.scaled_dot_product_attention = explicit_attention
+            patched += 1
+    return patched
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(spec: str,
+            size: Sequence[int],
+            device: str,
+            dtype: str,
+            mode: str,
+            reference: bool,
+            warmup: int,
+            repeat: int,
+            batch: int,
+            kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """One measurement in this process (run it in a fresh one: :func:`run_worker`)."""
+    size = tuple(size)
+    torch.manual_seed(0)
+    model = build_backbone(spec, kwargs).to(device)
+    if reference:
+        patch_reference_attention()
+    x = torch.randn(batch, 3, *size, device=device)
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16,
+                              enabled=dtype == 'bf16')
+    if mode == 'fwd':
+        model.eval()
+    else:
+        model.train()
+
+    def step():
+        if mode == 'fwd':
+            with torch.no_grad(), autocast:
+                model(x)
+        else:
+            with autocast:
+                outs = model(x)
+            sum(o.float().mean() for o in outs).backward()
+            model.zero_grad(set_to_none=True)
+
+    def sync():
+        if device == 'cuda':
+            torch.cuda.synchronize()
+
+    base_rss = peak_rss_bytes()
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated()
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    result = dict(spec=spec, size=list(size), device=device, dtype=dtype, mode=mode,
+                  attention='explicit' if reference else 'sdpa', batch=batch,
+                  median_s=median, images_per_s=batch / median, repeat=repeat)
+    if device == 'cuda':
+        result['peak_mem_mb'] = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+        result['sdpa_backends'] = _cuda_sdpa_backends()
+    else:
+        result['peak_mem_mb'] = (peak_rss_bytes() - base_rss) / 2**20
+    return result
+
+
+def _cuda_sdpa_backends() -> Dict[str, bool]:
+    b = torch.backends.cuda
+    return dict(flash=b.flash_sdp_enabled(), mem_efficient=b.mem_efficient_sdp_enabled(),
+                math=b.math_sdp_enabled())
+
+
+def worker_main() -> None:
+    """The worker process: measures the job given as JSON in ``sys.argv[1]``, prints the result
+    as JSON."""
+    sys.stdout.write(json.dumps(measure(**json.loads(sys.argv[1]))) + '\n')
+
+
+def run_worker(job: Dict[str, Any],
+               err_stream: Optional[TextIO] = None) -> Optional[Dict[str, Any]]:
+    """Runs :func:`measure` on ``job`` in a fresh Python process that imports this same mmhybrid;
+    returns its result, or ``None`` after writing the failure to ``err_stream`` (stderr)."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get('PYTHONPATH')) if p)
+    cmd = [sys.executable, '-c', 'from mmhybrid.utils.benchmark import worker_main; worker_main()',
+           json.dumps(job)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        (err_stream or sys.stderr).write(f'failed: {job}\n{proc.stderr[-2000:]}\n')
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    info = f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, ' \
+           f'torch {torch.__version__}, {torch.get_num_threads()} threads'
+    if torch.cuda.is_available():
+        info += f', {torch.cuda.get_device_name()}'
+    return info
+
+
+def to_markdown(results: List[Dict[str, Any]], command: str) -> str:
+    """The report: one table row per measurement, then SDPA against explicit attention."""
+    lines = ['| backbone | size | device | dtype | mode | attention | median ms | img/s | '
+             'peak MB |', '|---|---|---|---|---|---|---|---|---|']
+    for r in results:
+        lines.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['device']} | "
+                     f"{r['dtype']} | {r['mode']} | {r['attention']} | "
+                     f"{r['median_s'] * 1e3:.1f} | {r['images_per_s']:.2f} | "
+                     f"{r['peak_mem_mb']:.0f} |")
+    ratios = []
+    for r in results:
+        if r['attention'] != 'sdpa':
+            continue
+        ref = next((q for q in results if q['attention'] == 'explicit' and all(
+            q[k] == r[k] for k in ('spec', 'size', 'device', 'dtype', 'mode'))), None)
+        if ref:
+            ratios.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['mode']} | "
+                          f"{ref['median_s'] / r['median_s']:.2f}x | "
+                          f"{r['peak_mem_mb']:.0f} / {ref['peak_mem_mb']:.0f} |")
+    text = '\n'.join(lines)
+    if ratios:
+        text += ('\n\nSDPA against explicit softmax attention, same run (speed-up = explicit time '
+                 '/ SDPA time; peak memory SDPA / explicit, MB):\n\n| backbone | size | mode | '
+                 'speed-up | peak MB |\n|---|---|---|---|---|\n' + '\n'.join(ratios))
+    return f'Command: `{command}`\n\nMachine: {machine()}\n\n{text}\n'
+
+
+def markers(key: str) -> Tuple[str, str]:
+    return f'<!-- benchmark:begin {key} -->', f'<!-- benchmark:end {key} -->'
+
+
+def write_report(path: str, report: str, key: str = 'cpu') -> None:
+    """Writes ``report`` into ``path`` between the markers of ``key`` (the device), keeping the
+    rest of the page: the notes written by hand and the other devices' tables. A missing block is
+    appended; a new file gets a fresh page."""
+    begin, end = markers(key)
+    block = f'{begin}\n{report}{end}\n'
+    text = ''
+    if os.path.isfile(path):
+        with open(path) as f:
+            text = f.read()
+    if begin in text and end in text.split(begin, 1)[1]:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip('\n')
+    elif text:
+        text = text.rstrip('\n') + '\n\n' + block
+    else:
+        text = ('# Benchmarks\n\nGenerated by `tools/benchmark.py`; regenerate with the command '
+                'below.\n\n' + block)
+    atomic_write_bytes(text.encode(), path)
+
+
+def run_benchmark(specs: Sequence[str],
+                  sizes: Sequence[Union[str, Sequence[int]]],
+                  device: Optional[str] = None,
+                  dtypes: Sequence[str] = ('fp32', ),
+                  modes: Sequence[str] = ('fwd', 'fwdbwd'),
+                  batch: int = 1,
+                  warmup: int = 2,
+                  repeat: int = 5,
+                  kwargs: Optional[Dict[str, Any]] = None,
+                  compare_reference: bool = False,
+                  json_path: Optional[str] = None,
+                  markdown_path: Optional[str] = None,
+                  command: str = '',
+                  stream: Optional[TextIO] = None) -> List[Dict[str, Any]]:
+    """Measures every (spec, size, dtype, mode[, attention]) in its own process, writes a line
+    per measurement and then the markdown report to ``stream`` (stdout), and returns the results.
+
+    Args:
+        specs: ``family:arch`` names, or ``['all']`` for :data:`~.build.DEFAULT_SPECS`.
+        sizes: ``'224'``, ``'800x1344'`` or (H, W).
+        device: ``'cpu'`` or ``'cuda'`` (default: cuda if present).
+        dtypes: ``'fp32'`` and/or ``'bf16'`` (autocast).
+        modes: ``'fwd'`` (eval, no grad) and/or ``'fwdbwd'`` (train mode, backward).
+        batch: Images per step.
+        warmup: Untimed steps first.
+        repeat: Timed steps (the median is reported).
+        kwargs: Extra backbone arguments.
+        compare_reference: Also measure with :func:`explicit_attention`.
+        json_path: Write the machine, command and results here as JSON.
+        markdown_path: Write the report into this page, in the block of ``device``
+            (:func:`write_report`).
+        command: The command line, quoted in the report.
+        stream: Where progress and the report go (default: stdout).
+
+    Raises:
+        ValueError: A spec names no registered backbone.
+    """
+    stream = stream or sys.stdout
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    results = []
+    for spec in resolve_specs(list(specs)):
+        for size in map(parse_size, sizes):
+            for dtype in dtypes:
+                for mode in modes:
+                    for reference in ([False, True] if compare_reference else [False]):
+                        job = dict(spec=spec, size=size, device=device, dtype=dtype, mode=mode,
+                                   reference=reference, warmup=warmup, repeat=repeat,
+                                   batch=batch, kwargs=kwargs or {})
+                        result = run_worker(job)
+                        if result:
+                            results.append(result)
+                            stream.write(f"{spec:20s} {size[0]}x{size[1]:<5d} {dtype} {mode:7s} "
+                                         f"{result['attention']:8s} "
+                                         f"{result['median_s'] * 1e3:9.1f} ms"
+                                         f"  {result['peak_mem_mb']:8.0f} MB\n")
+                            stream.flush()
+    if json_path:
+        with open(json_path, 'w') as f:
+            json.dump(dict(machine=machine(), command=command, results=results), f, indent=1)
+    report = to_markdown(results, command)
+    if markdown_path:
+        write_report(markdown_path, report, key=device)
+    stream.write(report + '\n')
+    return results
