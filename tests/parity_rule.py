@@ -76,7 +76,8 @@ def _scaled(factor: float, values: torch.Tensor) -> torch.Tensor:
     return values * torch.tensor(factor, dtype=torch.float32)
 
 
-def fill(key: str, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Optional[torch.Tensor]:
+def fill(key: str, shape: Sequence[int],
+         dtype: torch.dtype = torch.float32) -> Optional[torch.Tensor]:
     """The tensor of official key ``key``; ``None`` when the rule keeps the official tensor."""
     shape = tuple(int(d) for d in shape)
     leaf = key.rsplit('.', 1)[-1]
