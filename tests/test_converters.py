@@ -163,7 +163,8 @@ def test_family_detection(name):
     family = ROWS[name].family
     official = official_state_dict(name)
     converted, _ = convert_state_dict(official)
-    for state_dict in (official, converted):
+    # The official file, the converter's output, and a loaded model's own state dict.
+    for state_dict in (official, converted, converted_weights(name)):
         assert detect_family(state_dict) == family
         for other in FAMILIES:
             assert get_converter(other).detect(state_dict) == (other == family), other
