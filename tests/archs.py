@@ -1,6 +1,10 @@
-"""Tiny custom archs of every family for the contract tests (fast on 2 CPU cores).
+"""Architectures the tests build, in one place.
 
-A family joins the shared contract suite by adding one entry: registered type → kwargs.
+``CONTRACT_MODELS``: tiny custom archs of every family for the contract tests (fast on 2 CPU
+cores); a family joins the shared contract suite by adding one entry: registered type → kwargs.
+
+``PARITY_MODELS``: the reduced archs of the authors' parity files (tests/data/parity,
+shared/parity/README.md), one entry per file that holds weights: file → (registered type, arch).
 """
 CONTRACT_MODELS = {
     # Pretrain size 64 (position biases at 16x16 queries / 2x2 keys in stage 1): every contract
@@ -23,3 +27,33 @@ CONTRACT_MODELS = {
     'TransCNN': dict(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1], head_dim=8,
                                expansions=[2, 2, 2, 2], window_sizes=[4, 4, 2, 1])),
 }
+
+PARITY_MODELS = {
+    # VAN-B0 layout, dims 16..128, depths 1,1,2,1.
+    'van_b0_reduced': ('VAN', dict(embed_dims=[16, 32, 80, 128], depths=[1, 1, 2, 1],
+                                   mlp_ratios=[8, 8, 4, 4])),
+    # CrossFormer-T layout with dims 16..128 and depths 2,2,2,2.
+    'crossformer_tiny_reduced': ('CrossFormer', dict(embed_dims=[16, 32, 64, 128],
+                                                     depths=[2, 2, 2, 2],
+                                                     num_heads=[2, 4, 8, 16])),
+    # UniFormer-S (head_dim 16, stage 3 of 4 blocks for the hybrid windows) and S+ (conv stem).
+    'uniformer_small_reduced': ('UniFormer', dict(embed_dims=[16, 32, 80, 128],
+                                                  depths=[1, 1, 4, 1], head_dim=16)),
+    'uniformer_smallplus_reduced': ('UniFormer', dict(embed_dims=[16, 32, 80, 128],
+                                                      depths=[1, 1, 2, 1], head_dim=8,
+                                                      conv_stem=True)),
+    # CMT-Ti layout (the classifier, fc_dim 256 / 100 classes, is dropped).
+    'cmt_tiny_reduced': ('CMT', dict(embed_dims=[18, 36, 72, 144], depths=[1, 1, 2, 1],
+                                     mlp_ratios=[3.6] * 4, stem_channels=16, img_size=224)),
+    'transcnn_small_reduced': ('TransCNN', dict(embed_dims=[16, 32, 64, 128],
+                                                depths=[1, 1, 2, 1], head_dim=16,
+                                                expansions=[4, 4, 6, 6])),
+    # HAT-Net-S with Medium's IRB kernels 5,3,5,3.
+    'hatnet_small_reduced': ('HATNet', dict(embed_dims=[16, 32, 80, 128], depths=[1, 1, 2, 1],
+                                            head_dim=16, expansions=[8, 8, 4, 4],
+                                            kernel_sizes=[5, 3, 5, 3])),
+}
+
+# UniFormer's classification code: global attention in stages 3-4 (the default is the official
+# dense layout, hybrid 14x14 windows in stage 3).
+UNIFORMER_CLASSIFICATION = dict(attn_modes=('global', 'global'))

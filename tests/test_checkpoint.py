@@ -1,23 +1,18 @@
-"""Safe loading of foreign checkpoints, the converter CLI, and mmengine resume allow-listing."""
+"""Safe loading of foreign checkpoints and mmengine resume allow-listing (conversion of the
+official files and the converter CLI: test_converters.py)."""
 import argparse
-import hashlib
 import io
 import os
-import subprocess
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import parity_file
 from mmhybrid.checkpoint import (CheckpointLoadError, CheckpointMismatchError, InertObject,
-                                 detect_family, load_foreign_checkpoint, unwrap_state_dict)
+                                 load_foreign_checkpoint, unwrap_state_dict)
 from mmhybrid.models import VAN
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class _SomeTrainerConfig:  # a class the loading process cannot import by name later
@@ -104,84 +99,6 @@ def test_other_family_is_rejected(tmp_path):
                 init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(CheckpointMismatchError, match='not recognised'):
         model.init_weights()
-
-
-def test_detects_van():
-    data = parity_file('van_b0_reduced.pth')
-    assert detect_family(unwrap_state_dict(data['checkpoint'])) == 'van'
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_checkpoint.py'),
-                           *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def test_convert_cli(tmp_path):
-    data = parity_file('van_b0_reduced.pth')
-    src = tmp_path / 'van_b0_reduced.pth.tar'
-    torch.save(data['checkpoint'], src)
-    src_bytes = src.read_bytes()
-    dst = tmp_path / 'out' / 'van.pth'
-    arch = '{"embed_dims": [16, 32, 80, 128], "depths": [1, 1, 2, 1], "mlp_ratios": [8, 8, 4, 4]}'
-    # Without --arch, no official variant matches the reduced model: refuse, write nothing.
-    result = run_cli(src, dst)
-    assert result.returncode == 1 and 'matches no variant' in result.stderr
-    assert not dst.exists()
-    result = run_cli(src, dst, '--arch', arch)
-    assert result.returncode == 0, result.stderr
-    digest = hashlib.sha256(dst.read_bytes()).hexdigest()
-    assert f'sha256: {digest}' in result.stdout
-    assert 'dropped [2]: head.weight, head.bias' in result.stdout
-    assert src.read_bytes() == src_bytes
-    sd = torch.load(dst, weights_only=True)
-    model = VAN(arch=dict(embed_dims=[16, 32, 80, 128], depths=[1, 1, 2, 1],
-                          mlp_ratios=[8, 8, 4, 4]))
-    model.load_state_dict(sd, strict=True)
-    assert not [p for p in tmp_path.joinpath('out').iterdir() if p.name != 'van.pth'], \
-        'temporary files left behind'
-    # Existing DST is kept unless --overwrite; SRC is never a destination.
-    assert run_cli(src, dst, '--arch', arch).returncode == 1
-    assert run_cli(src, dst, '--arch', arch, '--overwrite').returncode == 0
-    result = run_cli(src, src, '--arch', arch, '--overwrite')
-    assert result.returncode == 1 and 'over its source' in result.stderr
-    assert src.read_bytes() == src_bytes
-    # A converted file converts again to the same thing (idempotent) and checks clean.
-    assert run_cli(dst, '--check', '--arch', arch).returncode == 0
-
-
-def test_convert_cli_unmatched_keys_fail(tmp_path):
-    data = parity_file('van_b0_reduced.pth')
-    sd = dict(data['checkpoint']['state_dict'])
-    sd['some_extra.weight'] = torch.zeros(3)
-    src = tmp_path / 'extra.pth'
-    torch.save({'state_dict': sd}, src)
-    arch = '{"embed_dims": [16, 32, 80, 128], "depths": [1, 1, 2, 1], "mlp_ratios": [8, 8, 4, 4]}'
-    result = run_cli(src, tmp_path / 'dst.pth', '--arch', arch)
-    assert result.returncode == 1
-    assert 'some_extra.weight' in result.stderr
-    assert not (tmp_path / 'dst.pth').exists()
-
-
-def test_convert_cli_finds_the_official_arch(tmp_path):
-    torch.manual_seed(0)
-    model = VAN(arch='b0')
-    official = {}
-    for key, value in model.state_dict().items():  # back to the official key layout
-        stage, rest = int(key.split('.')[1]), key.split('.', 2)[2]
-        if rest.startswith('downsample.'):
-            official[f'patch_embed{stage + 1}.' + rest[len('downsample.'):]] = value
-        elif rest.startswith('norm.'):
-            official[f'norm{stage + 1}.' + rest[len('norm.'):]] = value
-        else:
-            rest = rest[len('blocks.'):].replace('attn.lka.', 'attn.spatial_gating_unit.')
-            rest = rest.replace('mlp.dwconv.', 'mlp.dwconv.dwconv.')
-            official[f'block{stage + 1}.{rest}'] = value
-    official['head.weight'] = torch.zeros(1000, 256)
-    src = tmp_path / 'van_b0.pth.tar'
-    torch.save({'state_dict': official}, src)
-    result = run_cli(src, tmp_path / 'b0.pth')
-    assert result.returncode == 0, result.stderr
-    assert 'arch: b0' in result.stdout
 
 
 def test_mmengine_checkpoint_loads_weights_only():

@@ -1,4 +1,5 @@
-"""CMT: parity with the official code, conversion, and the resized position bias."""
+"""CMT: the resized position bias, variants, and the official key layout. Parity and checkpoint
+conversion are in test_parity.py and test_converters.py."""
 import argparse
 from collections import OrderedDict
 
@@ -6,157 +7,31 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_stages_close, parity_file
-from mmhybrid.checkpoint import (CheckpointMismatchError, convert_state_dict, detect_family,
-                                 load_converted, unwrap_state_dict)
-from mmhybrid.checkpoint.cmt import convert_cmt, is_cmt
+from archs import PARITY_MODELS
+from helpers import converted_model, official_state_dict
+from mmhybrid.checkpoint import get_converter
+from mmhybrid.checkpoint.core import convert_checkpoint_file
 from mmhybrid.models import CMT
 from mmhybrid.models.backbones import cmt as cmt_module
 from mmhybrid.models.backbones.cmt import key_grid
 from mmhybrid.models.layers import resize_position_bias
 
 # The parity README's reduced CMT-Ti (classifier fc_dim 256 / 100 classes is dropped).
-REDUCED_TI = dict(embed_dims=[18, 36, 72, 144], depths=[1, 1, 2, 1], mlp_ratios=[3.6] * 4,
-                  stem_channels=16, img_size=224)
+REDUCED_TI = PARITY_MODELS['cmt_tiny_reduced'][1]
 TINY = dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 2, 1], mlp_ratios=[2] * 4,
             stem_channels=8, img_size=64)
 
 
-def reduced_model(**kwargs) -> CMT:
-    return CMT(arch=REDUCED_TI, **kwargs)
-
-
 @pytest.fixture(scope='module')
-def parity():
-    return parity_file('cmt_tiny_reduced.pth')
-
-
-@pytest.fixture(scope='module')
-def official_sd(parity):
-    return unwrap_state_dict(parity['checkpoint'])
-
-
-@pytest.fixture(scope='module')
-def loaded(official_sd):
-    model = reduced_model()
-    sd, report = convert_state_dict(official_sd)
-    load_converted(model, sd, report)
-    assert report.ok and not report.resized
-    return model.eval()
-
-
-# ---------------------------------------------------------------------------------- parity
-def test_parity_224(parity, loaded):
-    with torch.no_grad():
-        outs = loaded(parity['inputs'])
-    assert_stages_close(outs, parity['stages'], parity['meta']['tolerances']['float32_impl'])
-
-
-def test_parity_float64(parity, loaded):
-    model = reduced_model().eval()
-    model.load_state_dict(loaded.state_dict())
-    model.double()
-    with torch.no_grad():
-        outs = model(parity['inputs'].double())
-    assert_stages_close([o.float() for o in outs], parity['stages'],
-                        parity['meta']['tolerances']['float64_impl'])
-
-
-def test_init_cfg_loads_official_file_with_namespace(parity, official_sd, tmp_path):
-    # train.py pickles an argparse Namespace next to the weights: no code may run on load.
-    path = tmp_path / 'cmt_tiny.pth'
-    torch.save({'model': official_sd, 'epoch': 299,
-                'args': argparse.Namespace(model='cmt_ti', input_size=160, lr=8e-4)}, path)
-    with pytest.raises(Exception):
-        torch.load(path, weights_only=True)
-    model = reduced_model(init_cfg=dict(type='Pretrained', checkpoint=str(path))).eval()
-    model.init_weights()
-    with torch.no_grad():
-        outs = model(parity['inputs'])
-    assert_stages_close(outs, parity['stages'], parity['meta']['tolerances']['float32_impl'])
-
-
-@pytest.mark.parametrize('wrapper', ['model', 'model_ema', 'state_dict', None])
-def test_wrappers(official_sd, loaded, tmp_path, wrapper):
-    path = tmp_path / 'ckpt.pth'
-    torch.save(official_sd if wrapper is None else {wrapper: official_sd}, path)
-    model = reduced_model(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    model.init_weights()
-    for key, value in loaded.state_dict().items():
-        assert torch.equal(model.state_dict()[key], value), key
-
-
-def test_model_is_preferred_over_model_ema(official_sd, loaded, tmp_path):
-    ema = OrderedDict((k, v + 1 if v.is_floating_point() else v) for k, v in official_sd.items())
-    path = tmp_path / 'cmt_xs.pth'
-    torch.save({'model': official_sd, 'model_ema': ema}, path)
-    model = reduced_model(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    model.init_weights()
-    assert torch.equal(model.stages[0].relative_pos, loaded.stages[0].relative_pos)
+def loaded():
+    return converted_model('cmt_tiny_reduced')
 
 
 # ---------------------------------------------------------------------------------- converter
-def test_converter_drops_classifier_and_is_idempotent(official_sd):
-    once, report = convert_state_dict(official_sd)
-    assert sorted({k.split('.')[0] for k in report.dropped}) == ['_bn', '_fc', 'head']
-    assert not report.unmatched
-    assert not any(k.startswith(('_fc', '_bn', 'head')) for k in once)
-    twice, report2 = convert_state_dict(once)
-    assert list(once) == list(twice)
-    assert all(once[k] is twice[k] for k in once)
-    assert report2.renamed == 0 and not report2.dropped and not report2.unmatched
-
-
-def test_converter_key_mapping(official_sd):
-    sd, _ = convert_cmt(official_sd)
-    pairs = {
-        'stem_conv1.weight': 'stem.conv1.weight',
-        'stem_norm3.running_var': 'stem.norm3.running_var',
-        'patch_embed_b.norm.bias': 'stages.1.downsample.norm.bias',
-        'relative_pos_c': 'stages.2.relative_pos',
-        'blocks_c.1.proj.weight': 'stages.2.blocks.1.lpu.weight',
-        'blocks_a.0.attn.proj.weight': 'stages.0.blocks.0.attn.proj.weight',
-        'blocks_a.0.attn.sr.0.weight': 'stages.0.blocks.0.attn.sr.weight',
-        'blocks_a.0.attn.sr.1.running_mean': 'stages.0.blocks.0.attn.sr_norm.running_mean',
-        'blocks_d.0.mlp.conv1.2.weight': 'stages.3.blocks.0.ffn.norm1.weight',
-        'blocks_d.0.mlp.proj.weight': 'stages.3.blocks.0.ffn.dwconv.weight',
-        'blocks_d.0.mlp.proj_bn.bias': 'stages.3.blocks.0.ffn.norm2.bias',
-        'blocks_d.0.mlp.conv2.1.weight': 'stages.3.blocks.0.ffn.norm3.weight',
-    }
-    for old, new in pairs.items():
-        assert sd[new] is official_sd[old], old
-
-
-def test_detection(official_sd, loaded):
-    assert detect_family(official_sd) == 'cmt'
-    assert detect_family(loaded.state_dict()) == 'cmt'
-    assert is_cmt({f'backbone.{k}'[len('backbone.'):]: v for k, v in official_sd.items()})
-    van = parity_file('van_b0_reduced.pth')
-    van_sd = unwrap_state_dict(van['checkpoint'])
-    assert not is_cmt(van_sd)
-    assert not is_cmt(convert_state_dict(van_sd)[0])
-
-
-def test_wrong_arch_is_an_error(parity, tmp_path):
-    path = tmp_path / 'cmt_reduced.pth'
-    torch.save(parity['checkpoint'], path)
-    model = CMT(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match=r"arch='tiny'.*shape mismatches"):
-        model.init_weights()
-
-
-def test_wrong_family_is_an_error(tmp_path):
-    van = parity_file('van_b0_reduced.pth')
-    path = tmp_path / 'van_b0.pth.tar'
-    torch.save(van['checkpoint'], path)
-    model = CMT(arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match='van'):
-        model.init_weights()
-
-
-def test_other_pretrain_size_is_resized_on_load(official_sd, loaded, tmp_path):
+def test_other_pretrain_size_is_resized_on_load(loaded, tmp_path):
     # A 224 checkpoint into a model pretrained at 64: the biases are resized exactly as the
     # 224 model resizes them at run time for a 64x64 input, so the outputs agree.
+    official_sd = official_state_dict('cmt_tiny_reduced')
     path = tmp_path / 'cmt_224.pth'
     torch.save({'model': official_sd}, path)
     model = CMT(arch=dict(REDUCED_TI, img_size=64),
@@ -167,7 +42,7 @@ def test_other_pretrain_size_is_resized_on_load(official_sd, loaded, tmp_path):
     with torch.no_grad():
         for a, b in zip(model(x), loaded(x)):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    sd, _ = convert_cmt(official_sd)
+    sd, _ = get_converter('cmt').convert(official_sd)
     assert model.adapt_state_dict(dict(sd)) == [f'stages.{i}.relative_pos' for i in range(4)]
     resized = dict(sd)
     model.adapt_state_dict(resized)
@@ -341,7 +216,6 @@ def to_official(sd):
 
 
 def test_official_layout_round_trip_and_offline_conversion(tmp_path):
-    from mmhybrid.checkpoint.core import convert_checkpoint_file
     torch.manual_seed(0)
     model = CMT(arch='tiny')
     official = to_official(model.state_dict())
@@ -354,13 +228,3 @@ def test_official_layout_round_trip_and_offline_conversion(tmp_path):
     converted = torch.load(dst, weights_only=True)
     assert list(converted) == list(model.state_dict())
     assert all(torch.equal(converted[k], v) for k, v in model.state_dict().items())
-
-
-def test_offline_conversion_of_reduced_file(parity, tmp_path):
-    from mmhybrid.checkpoint.core import convert_checkpoint_file
-    src = tmp_path / 'cmt_reduced.pth'
-    torch.save(parity['checkpoint'], src)
-    with pytest.raises(CheckpointMismatchError, match='matches no variant'):
-        convert_checkpoint_file(str(src), None)
-    result = convert_checkpoint_file(str(src), str(tmp_path / 'out.pth'), arch=REDUCED_TI)
-    assert result.arch == 'custom' and result.report.ok

@@ -1,105 +1,44 @@
-"""CrossFormer: parity with both official codes, padding/masking, LDA modes, checkpoints."""
+"""CrossFormer: padding/masking, LDA modes, group layouts, options. Parity (both official
+codes) and checkpoint conversion are in test_parity.py and test_converters.py."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_stages_close, parity_file
-from mmhybrid.checkpoint import (CheckpointMismatchError, convert_state_dict, detect_family,
-                                 load_converted, unwrap_state_dict)
-from mmhybrid.checkpoint.crossformer import convert_crossformer, is_crossformer
-from mmhybrid.models import VAN, CrossFormer
+from archs import PARITY_MODELS
+from helpers import assert_stages_close, converted_model, parity_case
+from mmhybrid.models import CrossFormer
 from mmhybrid.models.backbones.crossformer import CrossFormerBlock, CrossScaleMerging
 
 # crossformer_tiny_reduced*.pth: CrossFormer-T layout with dims 16..128 and depths 2,2,2,2.
-REDUCED_T = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16])
+REDUCED_T = PARITY_MODELS['crossformer_tiny_reduced'][1]
 
 
 def reduced_model(**kwargs) -> CrossFormer:
     return CrossFormer(arch=REDUCED_T, **kwargs)
 
 
-@pytest.fixture(scope='module')
-def parity():
-    return parity_file('crossformer_tiny_reduced.pth')
-
-
-@pytest.fixture(scope='module')
-def parity_det():
-    return parity_file('crossformer_tiny_reduced_det.pth')
-
-
-@pytest.fixture(scope='module')
-def converted(parity):
-    sd, report = convert_state_dict(unwrap_state_dict(parity['checkpoint']))
-    return sd, report
-
-
-def loaded_model(converted, **kwargs) -> CrossFormer:
-    sd, report = converted
-    model = reduced_model(**kwargs)
-    load_converted(model, sd, report)
-    assert report.ok
-    return model.eval()
-
-
 # ---------------------------------------------------------------------------------- parity
-@pytest.mark.parametrize('lda_mode', ['iclr', 'regional'])
-def test_parity_224(parity, converted, lda_mode):
-    # At 224 both LDA semantics coincide with the classification code.
-    model = loaded_model(converted, lda_mode=lda_mode)
-    with torch.no_grad():
-        outs = model.stage_outputs(parity['inputs'])
-    assert_stages_close(outs, parity['stages'], parity['meta']['tolerances']['float32_impl'])
-
-
-@pytest.mark.parametrize('lda_mode,key', [('regional', 'stages'), ('iclr', 'stages_iclr')])
-def test_parity_det_256x320(parity_det, converted, lda_mode, key):
-    model = loaded_model(converted, lda_mode=lda_mode)
-    with torch.no_grad():
-        outs = model(parity_det['inputs'])
-    assert_stages_close(outs, parity_det[key], parity_det['meta']['tolerances']['float32_impl'])
-
-
-@pytest.mark.parametrize('lda_mode,key', [('regional', 'stages'), ('iclr', 'stages_iclr')])
-def test_parity_det_float64(parity_det, converted, lda_mode, key):
-    model = loaded_model(converted, lda_mode=lda_mode).double()
-    with torch.no_grad():
-        outs = model(parity_det['inputs'].double())
-    assert_stages_close([o.float() for o in outs], parity_det[key],
-                        parity_det['meta']['tolerances']['float64_impl'])
-
-
-def test_the_two_lda_modes_differ_at_detection_size(parity_det):
+def test_parity_references_of_the_two_lda_modes_differ_at_detection_size():
     # Guards the data: the reference tensors of the two codes really differ.
-    diff = (parity_det['stages'][0] - parity_det['stages_iclr'][0]).abs().max()
+    data = parity_case('crossformer_tiny_reduced_det')
+    diff = (data['stages'][0] - data['stages_iclr'][0]).abs().max()
     assert diff > 0.1
 
 
-@pytest.mark.parametrize('lda_mode', ['iclr', 'regional'])
-def test_raw_230x302_image_runs(parity_det, converted, lda_mode):
-    # The official dense codes assert even sizes before merging; mmhybrid pads instead.
-    model = loaded_model(converted, lda_mode=lda_mode)
-    raw = parity_det['inputs'][..., :230, :302]
-    with torch.no_grad():
-        outs = model(raw)
-    assert [tuple(o.shape[2:]) for o in outs] == [(57, 75), (29, 38), (15, 19), (8, 10)]
-    assert all(torch.isfinite(o).all() for o in outs)
-
-
-def test_no_state_change_after_small_inputs(parity_det, converted):
+def test_parity_unchanged_after_small_inputs():
     # The official code switches blocks to SDA for good after a small map; mmhybrid decides
     # per input, so a small input leaves later results untouched.
-    model = loaded_model(converted, lda_mode='iclr')
+    data = parity_case('crossformer_tiny_reduced_det')
+    model = converted_model('crossformer_tiny_reduced', lda_mode='iclr')
     before = {k: v.clone() for k, v in model.state_dict().items()}
     settings = [(b.group_size, b.interval, b.long_distance) for s in model.stages for b in s.blocks]
     with torch.no_grad():
         model(torch.randn(1, 3, 40, 60))
         model(torch.randn(1, 3, 64, 64))
-        outs = model(parity_det['inputs'])
-    assert_stages_close(outs, parity_det['stages_iclr'],
-                        parity_det['meta']['tolerances']['float32_impl'])
+        outs = model(data['inputs'])
+    assert_stages_close(outs, data['stages_iclr'], data['meta']['tolerances']['float32_impl'])
     assert settings == [(b.group_size, b.interval, b.long_distance)
                         for s in model.stages for b in s.blocks]
     for key, value in model.state_dict().items():
@@ -250,82 +189,7 @@ def test_invalid_options():
         CrossFormer(arch=dict(REDUCED_T, merge_sizes=(2, 3)))
 
 
-# ------------------------------------------------------------------------------ checkpoints
-def test_converter_drops_head_norm_and_geometry_buffers(parity, converted):
-    official = unwrap_state_dict(parity['checkpoint'])
-    sd, report = converted
-    dropped = set(report.dropped)
-    assert {'head.weight', 'head.bias', 'norm.weight', 'norm.bias'} <= dropped
-    assert all(k.endswith(('.attn.biases', '.attn.relative_position_index'))
-               for k in dropped - {'head.weight', 'head.bias', 'norm.weight', 'norm.bias'})
-    assert len(dropped) == 4 + 2 * sum(REDUCED_T['depths'])
-    assert len(sd) + len(dropped) == len(official)
-    assert report.ok and not report.unmatched
-    assert 'stages.1.downsample.reductions.1.weight' in sd  # layers.0.downsample
-    assert 'stages.0.downsample.projs.3.weight' in sd  # patch_embed
-    assert 'stages.3.blocks.1.attn.pos.pos3.2.bias' in sd
-
-
-def test_converter_is_idempotent(converted):
-    once, _ = converted
-    twice, report = convert_crossformer(once)
-    assert list(once) == list(twice)
-    assert all(once[k] is twice[k] for k in once)
-    assert report.renamed == 0 and not report.dropped and not report.unmatched
-
-
-def test_detection(parity, converted):
-    official = unwrap_state_dict(parity['checkpoint'])
-    assert is_crossformer(official) and is_crossformer(converted[0])
-    assert detect_family(official) == 'crossformer'
-    van = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1],
-                        mlp_ratios=[2, 2, 2, 2])).state_dict()
-    assert not is_crossformer(van)
-
-
-def test_init_cfg_loads_official_file(parity, tmp_path):
-    path = tmp_path / 'crossformer-t.pth'
-    torch.save(parity['checkpoint'], path)
-    model = reduced_model(init_cfg=dict(type='Pretrained', checkpoint=str(path))).eval()
-    model.init_weights()
-    with torch.no_grad():
-        outs = model(parity['inputs'])
-    assert_stages_close(outs, parity['stages'], parity['meta']['tolerances']['float32_impl'])
-
-
-def test_init_cfg_loads_official_detector_file(parity, parity_det, tmp_path):
-    # An official mmdet checkpoint: the same keys under `backbone.`, with neck/head keys.
-    sd = unwrap_state_dict(parity['checkpoint'])
-    det = {f'backbone.{k}': v for k, v in sd.items() if not k.startswith(('head.', 'norm.'))}
-    det['neck.lateral_convs.0.conv.weight'] = torch.zeros(4, 16, 1, 1)
-    path = tmp_path / 'mask_rcnn_crossformer.pth'
-    torch.save({'state_dict': det, 'meta': {}}, path)
-    model = reduced_model(init_cfg=dict(type='Pretrained', checkpoint=str(path))).eval()
-    model.init_weights()
-    with torch.no_grad():
-        outs = model(parity_det['inputs'])
-    assert_stages_close(outs, parity_det['stages_iclr'],
-                        parity_det['meta']['tolerances']['float32_impl'])
-
-
-def test_wrong_arch_is_an_error(parity, tmp_path):
-    path = tmp_path / 'crossformer-reduced.pth'
-    torch.save(parity['checkpoint'], path)
-    with torch.device('meta'):
-        model = CrossFormer(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match=r"arch='tiny'.*shape mismatches"):
-        model.init_weights()
-
-
-def test_wrong_family_is_an_error(tmp_path):
-    van = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2]))
-    path = tmp_path / 'van_b0.pth.tar'
-    torch.save({'state_dict': van.state_dict()}, path)
-    model = reduced_model(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match="'van'"):
-        model.init_weights()
-
-
+# ---------------------------------------------------------------------------------- variants
 def test_real_variant_param_counts():
     # Published totals of the classification models (CrossFormer README): backbone + final
     # norm + head.

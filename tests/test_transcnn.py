@@ -1,29 +1,19 @@
-"""TransCNN (v1) and HAT-Net (v2): parity, conversion, and the any-size H-MHSA."""
+"""TransCNN (v1) and HAT-Net (v2): the any-size H-MHSA, the two-branch downsample, variants.
+Parity and checkpoint conversion are in test_parity.py and test_converters.py."""
 import math
-from collections import OrderedDict
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_stages_close, parity_file
-from mmhybrid.checkpoint import (CheckpointMismatchError, convert_state_dict, detect_family,
-                                 load_converted, unwrap_state_dict)
-from mmhybrid.checkpoint.transcnn import is_hatnet, is_transcnn
+from helpers import converted_model, parity_case, reduced_model
 from mmhybrid.models import HATNet, TransCNN
 from mmhybrid.models.backbones import transcnn as transcnn_module
 from mmhybrid.models.backbones.transcnn import HMHSA, TwoBranchDownsample
 
-# The reduced archs of the parity README.
-REDUCED = {
-    'hatnet': (HATNet, 'hatnet_small_reduced.pth',
-               dict(embed_dims=[16, 32, 80, 128], depths=[1, 1, 2, 1], head_dim=16,
-                    expansions=[8, 8, 4, 4], kernel_sizes=[5, 3, 5, 3])),
-    'transcnn': (TransCNN, 'transcnn_small_reduced.pth',
-                 dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 2, 1], head_dim=16,
-                      expansions=[4, 4, 6, 6])),
-}
-FAMILIES = sorted(REDUCED)
+# The reduced models of the parity files.
+PARITY_FILES = {'hatnet': 'hatnet_small_reduced', 'transcnn': 'transcnn_small_reduced'}
+FAMILIES = sorted(PARITY_FILES)
 
 
 @pytest.fixture(scope='module', params=FAMILIES)
@@ -32,50 +22,19 @@ def family(request):
 
 
 @pytest.fixture(scope='module')
-def parity(family):
-    return parity_file(REDUCED[family][1])
-
-
-def reduced_model(family, **kwargs):
-    cls, _, arch = REDUCED[family]
-    return cls(arch=arch, **kwargs)
-
-
-@pytest.fixture(scope='module')
-def loaded(family, parity):
-    model = reduced_model(family)
-    sd, report = convert_state_dict(unwrap_state_dict(parity['checkpoint']))
-    load_converted(model, sd, report)
-    assert report.ok and report.family == family
-    return model.eval()
+def loaded(family):
+    return converted_model(PARITY_FILES[family])
 
 
 # ---------------------------------------------------------------------------- parity
-def test_parity(parity, loaded):
-    tol = parity['meta']['tolerances']['float32_impl']
-    with torch.no_grad():
-        assert_stages_close(loaded.stage_outputs(parity['inputs']), parity['stages'], tol)
-        assert_stages_close(loaded(parity['inputs']), parity['stages'], tol)
-
-
-def test_parity_float64(family, parity, loaded):
-    model = reduced_model(family).eval()
-    model.load_state_dict(loaded.state_dict())
-    model.double()
-    with torch.no_grad():
-        outs = model(parity['inputs'].double())
-    assert_stages_close([o.float() for o in outs], parity['stages'],
-                        parity['meta']['tolerances']['float64_impl'])
-
-
-def test_no_padding_at_divisible_sizes(parity, loaded, monkeypatch):
+def test_parity_sizes_need_no_padding(family, loaded, monkeypatch):
     """The parity sizes (256 / 224) divide every window: no padding path may run."""
     calls = []
     real_pad = F.pad
     monkeypatch.setattr(transcnn_module.F, 'pad',
                         lambda *a, **k: calls.append(a[0].shape) or real_pad(*a, **k))
     with torch.no_grad():
-        loaded(parity['inputs'][:1])
+        loaded(parity_case(PARITY_FILES[family])['inputs'][:1])
     assert calls == []
 
 
@@ -90,7 +49,7 @@ def test_non_divisible_size_runs(loaded):
 
 def test_every_parameter_gets_a_gradient_after_loading(family, loaded):
     """HAT-Net's unused proj_norm is dropped, so DDP needs no find_unused_parameters."""
-    model = reduced_model(family)
+    model = reduced_model(PARITY_FILES[family])
     model.load_state_dict(loaded.state_dict())
     model.train()
     sum(o.mean() for o in model(torch.randn(2, 3, 70, 90))).backward()
@@ -197,76 +156,6 @@ def test_two_branch_downsample_pads_to_even(size):
         out = tdb(x)
         torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     assert out.shape[2:] == (math.ceil(h / 2), math.ceil(w / 2))
-
-
-# ---------------------------------------------------------------------------- checkpoints
-def test_converter_is_idempotent(family, parity):
-    once, first = convert_state_dict(unwrap_state_dict(parity['checkpoint']))
-    twice, report = convert_state_dict(once)
-    assert list(once) == list(twice)
-    assert all(once[k] is twice[k] for k in once)
-    assert report.renamed == 0 and not report.dropped and not report.unmatched
-    assert report.family == family
-    expected_drops = {'classifier.1.weight', 'classifier.1.bias'}
-    sd = unwrap_state_dict(parity['checkpoint'])
-    if family == 'hatnet':
-        expected_drops |= {k for k in sd if '.attn.proj_norm.' in k}
-        assert len(expected_drops) == 2 + 2 * 5
-    assert set(first.dropped) == expected_drops
-    assert not first.unmatched
-
-
-def test_detection(family, parity):
-    sd = unwrap_state_dict(parity['checkpoint'])
-    converted, _ = convert_state_dict(sd)
-    for state_dict in (sd, converted):
-        assert detect_family(state_dict) == family
-        assert is_hatnet(state_dict) == (family == 'hatnet')
-        assert is_transcnn(state_dict) == (family == 'transcnn')
-
-
-@pytest.mark.parametrize('other', ['van_b0_reduced.pth', 'crossformer_tiny_reduced.pth',
-                                   'uniformer_small_reduced.pth', 'cmt_tiny_reduced.pth'])
-def test_other_families_are_not_claimed(other):
-    sd = unwrap_state_dict(parity_file(other)['checkpoint'])
-    assert not is_hatnet(sd) and not is_transcnn(sd)
-
-
-@pytest.mark.parametrize('wrap', ['model', 'plain', 'module'])
-def test_init_cfg_loads_official_file(family, parity, tmp_path, wrap):
-    sd = unwrap_state_dict(parity['checkpoint'])
-    if wrap == 'model':
-        obj = {'model': sd, 'epoch': 299}
-    elif wrap == 'plain':
-        obj = sd
-    else:
-        obj = {'model': OrderedDict(('module.' + k, v) for k, v in sd.items())}
-    path = tmp_path / ('HAT-Net_Small.pth' if family == 'hatnet' else 'TransCNN-Small.pth')
-    torch.save(obj, path)
-    model = reduced_model(family, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    model.init_weights()
-    model.eval()
-    with torch.no_grad():
-        outs = model(parity['inputs'])
-    assert_stages_close(outs, parity['stages'], parity['meta']['tolerances']['float32_impl'])
-
-
-def test_wrong_arch_is_an_error(family, parity, tmp_path):
-    path = tmp_path / 'reduced.pth'
-    torch.save(parity['checkpoint'], path)
-    cls = REDUCED[family][0]
-    model = cls(arch='small', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match=r"arch='small'"):
-        model.init_weights()
-
-
-def test_wrong_family_is_an_error(family, parity, tmp_path):
-    path = tmp_path / 'other.pth'
-    torch.save(parity['checkpoint'], path)
-    other = [f for f in FAMILIES if f != family][0]
-    model = reduced_model(other, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match=f"looks like a '{family}' checkpoint"):
-        model.init_weights()
 
 
 # ---------------------------------------------------------------------------- variants

@@ -1,110 +1,47 @@
-"""UniFormer: parity with the official classification and detection code, attention modes,
-layer scale, and conversion of the official ImageNet and det/seg checkpoints."""
-from collections import OrderedDict
-
+"""UniFormer: attention modes, layer scale, options, arch checks, and what the dense layout
+adds on top of the parity references. Parity with the official classification and detection
+code and checkpoint conversion are in test_parity.py and test_converters.py."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_stages_close, parity_file
-from mmhybrid.checkpoint import (CheckpointMismatchError, convert_state_dict, load_converted,
-                                 unwrap_state_dict)
-from mmhybrid.checkpoint.core import detect_family
+from archs import UNIFORMER_CLASSIFICATION
+from helpers import assert_stages_close, converted_model, parity_case
+from mmhybrid.checkpoint import CheckpointMismatchError, convert_state_dict, load_converted
 from mmhybrid.models import UniFormer
 from mmhybrid.models.backbones.uniformer import UniFormerSABlock
 
-# The reduced layouts of the parity files (parity/README.md).
-REDUCED_S = dict(embed_dims=[16, 32, 80, 128], depths=[1, 1, 4, 1], head_dim=16)
-REDUCED_S_PLUS = dict(embed_dims=[16, 32, 80, 128], depths=[1, 1, 2, 1], head_dim=8,
-                      conv_stem=True)
-CLASSIFICATION = dict(attn_modes=('global', 'global'))
-
-
-@pytest.fixture(scope='module')
-def parity_s():
-    return parity_file('uniformer_small_reduced.pth')
-
-
-@pytest.fixture(scope='module')
-def parity_det():
-    return parity_file('uniformer_small_reduced_det.pth')
-
-
-@pytest.fixture(scope='module')
-def parity_s_plus():
-    return parity_file('uniformer_smallplus_reduced.pth')
-
-
-def converted(data):
-    return convert_state_dict(unwrap_state_dict(data['checkpoint']))
-
-
-def loaded_model(data, arch, **kwargs) -> UniFormer:
-    model = UniFormer(arch=arch, **kwargs)
-    sd, report = converted(data)
-    load_converted(model, sd, report)
-    assert not report.missing and not report.unexpected and not report.unmatched
-    return model.eval()
-
 
 # ---------------------------------------------------------------------------- parity
-@pytest.mark.parametrize('name,arch', [('s', REDUCED_S), ('s_plus', REDUCED_S_PLUS)])
-def test_parity_classification_224(request, name, arch):
-    data = request.getfixturevalue(f'parity_{name}')
-    model = loaded_model(data, arch, **CLASSIFICATION)
-    with torch.no_grad():
-        outs = model.stage_outputs(data['inputs'])
-    assert_stages_close(outs, data['stages'], data['meta']['tolerances']['float32_impl'])
-
-
-@pytest.mark.parametrize('name,arch', [('s', REDUCED_S), ('s_plus', REDUCED_S_PLUS)])
-def test_parity_classification_float64(request, name, arch):
-    data = request.getfixturevalue(f'parity_{name}')
-    model = loaded_model(data, arch, **CLASSIFICATION).double()
-    with torch.no_grad():
-        outs = model.stage_outputs(data['inputs'].double())
-    assert_stages_close([o.float() for o in outs], data['stages'],
-                        data['meta']['tolerances']['float64_impl'])
-
-
-def test_parity_detection_hybrid_230x302(parity_s, parity_det):
-    assert parity_det['meta']['checkpoint_fingerprint'] == \
-        parity_s['meta']['checkpoint_fingerprint']
-    assert tuple(parity_det['inputs'].shape[-2:]) == (230, 302)
-    # The defaults are the official dense layout: hybrid stage 3 with 14x14 windows.
-    model = loaded_model(parity_s, REDUCED_S)
+def test_parity_detection_out_norms():
+    """The 230x302 detection references (raw stages) are in test_parity.py; here: the defaults
+    are the official dense layout, and forward() adds its per-output LayerNorms on top."""
+    data = parity_case('uniformer_small_reduced_det')
+    model = converted_model('uniformer_small_reduced')
     assert model.attn_modes == ('hybrid', 'global') and model.window_size == 14
     with torch.no_grad():
-        raw = model.stage_outputs(parity_det['inputs'])
-        outs = model(parity_det['inputs'])
-    tol = parity_det['meta']['tolerances']['float32_impl']
-    assert_stages_close(raw, parity_det['stages'], tol)
-    # forward() adds the per-output LayerNorms of the official dense code on top.
+        raw = model.stage_outputs(data['inputs'])
+        outs = model(data['inputs'])
+    tol = data['meta']['tolerances']['float32_impl']
+    assert_stages_close(raw, data['stages'], tol)
     for out, stage, (key, norm) in zip(outs, raw, model.out_norms.items()):
         assert norm.eps == 1e-6
         torch.testing.assert_close(out, norm(stage))
     # With out_norm_cfg=None forward() gives the raw stages too.
-    plain = loaded_model(parity_s, REDUCED_S, out_norm_cfg=None)
+    plain = converted_model('uniformer_small_reduced', out_norm_cfg=None)
     with torch.no_grad():
-        assert_stages_close(plain(parity_det['inputs']), parity_det['stages'], tol)
+        assert_stages_close(plain(data['inputs']), data['stages'], tol)
 
 
-def test_parity_detection_float64(parity_s, parity_det):
-    model = loaded_model(parity_s, REDUCED_S).double()
-    with torch.no_grad():
-        outs = model.stage_outputs(parity_det['inputs'].double())
-    assert_stages_close([o.float() for o in outs], parity_det['stages'],
-                        parity_det['meta']['tolerances']['float64_impl'])
-
-
-def test_global_and_window_modes_differ_at_detection_size(parity_s, parity_det):
+def test_parity_global_and_window_modes_differ_at_detection_size():
     # The detection references are not reproduced by the classification (global) layout: the
     # hybrid windows matter at 230x302 (stage 3 is 14x18, padded to 14x28).
-    model = loaded_model(parity_s, REDUCED_S, **CLASSIFICATION)
+    data = parity_case('uniformer_small_reduced_det')
+    model = converted_model('uniformer_small_reduced', **UNIFORMER_CLASSIFICATION)
     with torch.no_grad():
-        outs = model.stage_outputs(parity_det['inputs'])
-    torch.testing.assert_close(outs[1], parity_det['stages'][1], atol=2e-5, rtol=1e-4)
-    assert (outs[2] - parity_det['stages'][2]).abs().max() > 1e-3
+        outs = model.stage_outputs(data['inputs'])
+    torch.testing.assert_close(outs[1], data['stages'][1], atol=2e-5, rtol=1e-4)
+    assert (outs[2] - data['stages'][2]).abs().max() > 1e-3
 
 
 # ---------------------------------------------------------------------------- attention modes
@@ -251,83 +188,6 @@ def test_invalid_options(kwargs, match):
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def test_converter_drops_classifier_and_batchnorm(parity_s):
-    sd, report = converted(parity_s)
-    assert report.family == 'uniformer'
-    assert sorted(report.dropped) == sorted(
-        k for k in parity_s['checkpoint']['model'] if k.startswith(('head.', 'norm.')))
-    assert len(report.dropped) == 7  # norm.{weight,bias,running_*,num_batches_tracked}, head.*
-    assert not report.unmatched
-    assert all(k.startswith('stages.') for k in sd)
-
-
-def test_converter_is_idempotent(parity_s_plus):
-    once, _ = converted(parity_s_plus)
-    twice, report = convert_state_dict(once)
-    assert list(once) == list(twice)
-    assert all(once[k] is twice[k] for k in once)
-    assert report.renamed == 0 and not report.dropped and not report.unmatched
-
-
-def test_detection(parity_s, parity_s_plus):
-    for data in (parity_s, parity_s_plus):
-        sd = unwrap_state_dict(data['checkpoint'])
-        assert detect_family(sd) == 'uniformer'
-        assert detect_family(converted(data)[0]) == 'uniformer'
-    van = unwrap_state_dict(parity_file('van_b0_reduced.pth')['checkpoint'])
-    assert detect_family(van) == 'van'
-
-
-def test_init_cfg_loads_official_file(parity_s, tmp_path):
-    path = tmp_path / 'uniformer_small_in1k.pth'
-    torch.save(parity_s['checkpoint'], path)
-    model = UniFormer(arch=REDUCED_S, init_cfg=dict(type='Pretrained', checkpoint=str(path)),
-                      **CLASSIFICATION).eval()
-    model.init_weights()
-    with torch.no_grad():
-        outs = model.stage_outputs(parity_s['inputs'])
-    assert_stages_close(outs, parity_s['stages'], parity_s['meta']['tolerances']['float32_impl'])
-
-
-def official_detector_file(data) -> dict:
-    """An official det/seg training checkpoint: ``backbone.`` keys with ``norm1..4``, a neck."""
-    torch.manual_seed(0)
-    sd = OrderedDict()
-    for key, value in data['checkpoint']['model'].items():
-        if not key.startswith(('head.', 'norm.')):
-            sd['backbone.' + key] = value
-    for i, dim in enumerate([16, 32, 80, 128]):
-        sd[f'backbone.norm{i + 1}.weight'] = 1 + 0.1 * torch.randn(dim)
-        sd[f'backbone.norm{i + 1}.bias'] = 0.1 * torch.randn(dim)
-    sd['neck.lateral_convs.0.conv.weight'] = torch.randn(8, 16, 1, 1)
-    return {'meta': {'epoch': 12}, 'state_dict': sd}
-
-
-def test_init_cfg_loads_official_detector_file(parity_s, parity_det, tmp_path):
-    ckpt = official_detector_file(parity_s)
-    path = tmp_path / 'mask_rcnn_uniformer_s.pth'
-    torch.save(ckpt, path)
-    model = UniFormer(arch=REDUCED_S, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    model.init_weights()
-    model.eval()
-    for i in range(4):
-        norm = model.out_norms[str(i)]
-        assert torch.equal(norm.weight, ckpt['state_dict'][f'backbone.norm{i + 1}.weight'])
-        assert torch.equal(norm.bias, ckpt['state_dict'][f'backbone.norm{i + 1}.bias'])
-    with torch.no_grad():
-        raw = model.stage_outputs(parity_det['inputs'])
-    assert_stages_close(raw, parity_det['stages'],
-                        parity_det['meta']['tolerances']['float32_impl'])
-
-
-def test_wrong_arch_is_an_error(parity_s, tmp_path):
-    path = tmp_path / 'uniformer_reduced.pth'
-    torch.save(parity_s['checkpoint'], path)
-    model = UniFormer(arch='small', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match=r"arch='small'.*shape mismatches"):
-        model.init_weights()
-
-
 def test_small_checkpoint_into_base_is_an_error():
     with torch.device('meta'):
         small = UniFormer(arch='small', out_norm_cfg=None)
@@ -346,11 +206,3 @@ def test_head_dim_is_not_inferred_from_weights():
     assert {k: v.shape for k, v in a.state_dict().items()} == \
         {k: v.shape for k, v in b.state_dict().items()}
     assert a.stages[2].blocks[0].attn.num_heads == 2 * b.stages[2].blocks[0].attn.num_heads
-
-
-def test_wrong_family_is_an_error(tmp_path):
-    path = tmp_path / 'van_b0.pth.tar'
-    torch.save(parity_file('van_b0_reduced.pth')['checkpoint'], path)
-    model = UniFormer(arch=REDUCED_S, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match="'van'"):
-        model.init_weights()
