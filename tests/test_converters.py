@@ -421,3 +421,116 @@ def test_convert_cli_finds_the_official_arch(tmp_path):
     result = run_cli(src, tmp_path / 'b0.pth')
     assert result.returncode == 0, result.stderr
     assert 'arch: b0' in result.stdout
+
+
+# ------------------------------------------------------- every way of loading: one checked path
+def detector_layout(name: str) -> 'OrderedDict[str, torch.Tensor]':
+    """The released file's backbone keys under ``backbone.`` next to a neck key, as an mmdet
+    training checkpoint holds them (classifier keys dropped by the converter anyway)."""
+    sd = OrderedDict(('backbone.' + k, v) for k, v in official_state_dict(name).items())
+    sd['neck.lateral_convs.0.conv.weight'] = torch.zeros(4, 16, 1, 1)
+    return sd
+
+
+INIT_CFG_FORMS = {
+    'dict': lambda path: dict(type='Pretrained', checkpoint=str(path)),
+    'list': lambda path: [dict(type='Pretrained', checkpoint=str(path))],
+    # Another initializer first: mmengine applies it, then the checked load overwrites.
+    'list_with_other_init': lambda path: [dict(type='Constant', layer='Conv2d', val=0.5),
+                                          dict(type='Pretrained', checkpoint=str(path))],
+    'list_with_prefix': lambda path: [dict(type='Pretrained', checkpoint=str(path),
+                                           prefix='backbone.')],
+}
+
+
+@pytest.mark.parametrize('scope', [None, 'mmdet'])
+@pytest.mark.parametrize('form', list(INIT_CFG_FORMS))
+@pytest.mark.parametrize('name', NAMES)
+def test_init_cfg_forms_load_completely(name, form, scope, tmp_path):
+    """A dict, a list, a list with other initializers, with or without ``prefix``, whatever
+    mmengine's default scope (a detector's is ``mmdet``): the released file is recognised,
+    converted and loaded completely (mmengine's own ``Pretrained`` would load nothing from the
+    official layout and only warn)."""
+    from mmengine.registry import DefaultScope
+    path = tmp_path / f'{name}.pth'
+    checkpoint = ({'state_dict': detector_layout(name)} if form == 'list_with_prefix'
+                  else official_checkpoint(name))
+    torch.save(checkpoint, path)
+    model = reduced_model(name, init_cfg=INIT_CFG_FORMS[form](path))
+    with DefaultScope.overwrite_default_scope(scope):
+        model.init_weights()
+    expected = converted_weights(name)
+    for key, value in model.state_dict().items():
+        if not key.startswith('out_norms.'):
+            assert torch.equal(value, expected[key]), key
+
+
+@pytest.mark.parametrize('form', ['dict', 'list', 'list_with_other_init'])
+def test_init_cfg_forms_refuse_a_wrong_file(form, tmp_path):
+    path = tmp_path / 'cmt.pth'
+    torch.save(official_checkpoint('cmt_tiny_reduced'), path)
+    model = reduced_model('van_b0_reduced', init_cfg=INIT_CFG_FORMS[form](path))
+    with pytest.raises(CheckpointMismatchError, match="looks like a 'cmt' checkpoint"):
+        model.init_weights()
+
+
+class Detector(torch.nn.Module):
+    """A stand-in detector: a backbone and a neck, as mmengine's ``load_from`` sees them."""
+
+    def __init__(self, backbone: torch.nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = torch.nn.Conv2d(16, 4, 1)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_load_from_of_a_detector_checkpoint_loads_the_backbone(name):
+    """mmengine's ``load_from`` (``load_state_dict(strict=False)``) of a checkpoint holding the
+    backbone under ``backbone.``: every key is placed, through the backbone's load hook."""
+    from mmengine.runner.checkpoint import load_state_dict
+    weights = converted_weights(name)
+    model = Detector(reduced_model(name))
+    load_state_dict(model, {'backbone.' + k: v for k, v in weights.items()}, strict=False)
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+
+
+def test_load_from_of_a_plain_backbone_file_is_an_error(tmp_path):
+    """A file written by tools/convert_checkpoint.py (plain backbone keys) given to mmengine's
+    ``load_from``: nothing would reach the backbone; the load stops and says what to do."""
+    from mmengine.runner.checkpoint import load_checkpoint
+    path = tmp_path / 'converted.pth'
+    convert_checkpoint_file(_saved(official_checkpoint('van_b0_reduced'), tmp_path),
+                            str(path), arch=PARITY_MODELS['van_b0_reduced'][1])
+    model = Detector(reduced_model('van_b0_reduced'))
+    with pytest.raises(CheckpointMismatchError, match=r"no weights.*own keys without the prefix"):
+        load_checkpoint(model, str(path), strict=False)
+
+
+@pytest.mark.parametrize('damage', ['missing', 'official_layout', 'shape'])
+def test_partial_or_foreign_backbone_weights_stop_the_load(damage, tmp_path):
+    """``load_from`` / ``load_state_dict(strict=False)`` with backbone keys that do not fit:
+    the backbone's load hook raises and names them, instead of mmengine's warning."""
+    from mmengine.runner.checkpoint import load_state_dict
+    weights = converted_weights('van_b0_reduced')
+    if damage == 'missing':
+        weights.pop('stages.0.blocks.0.attn.proj_1.weight')
+        match = r'absent from the checkpoint: stages\.\*\.blocks\.\*\.attn\.proj_1\.weight'
+    elif damage == 'official_layout':
+        weights = dict(official_state_dict('van_b0_reduced'))
+        match = 'keys the model does not have: patch_embed'
+    else:
+        weights['stages.0.norm.weight'] = torch.ones(3)
+        match = r'shape mismatches.*stages\.0\.norm\.weight'
+    sd = {'backbone.' + k: v for k, v in weights.items()}
+    model = Detector(reduced_model('van_b0_reduced'))
+    with pytest.raises(CheckpointMismatchError, match=match):
+        load_state_dict(model, sd, strict=False)
+    with pytest.raises(CheckpointMismatchError, match=match):
+        model.backbone.load_state_dict(weights, strict=False)
+
+
+def _saved(checkpoint: dict, tmp_path) -> str:
+    path = tmp_path / 'released.pth'
+    torch.save(checkpoint, path)
+    return str(path)

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional, Tuple
 import torch
 
 from .core import (ConversionReport, FamilyConverter, StateDict, register_converter,
-                   remap_keys)
+                   remap_keys, rename_prefix)
 
 _STAGES = 'abcd'
 # Official names inside a block → mmhybrid names.
@@ -56,11 +56,7 @@ def _rename_key(key: str) -> Optional[str]:
     elif m := _REL_POS.match(key):
         new_key = f'stages.{_STAGES.index(m.group(1))}.relative_pos'
     elif m := _BLOCK.match(key):
-        rest = m.group(3)
-        for old, new in _BLOCK_RENAMES:
-            if rest.startswith(old):
-                rest = new + rest[len(old):]
-                break
+        rest = rename_prefix(m.group(3), _BLOCK_RENAMES)
         new_key = f'stages.{_STAGES.index(m.group(1))}.blocks.{m.group(2)}.{rest}'
     return new_key
 

@@ -18,7 +18,8 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from ..engine.atomic_backend import atomic_write_bytes
-from ..models.loading import CheckpointMismatchError, compare_state_dict, summarize_keys
+from ..models.loading import (CheckpointMismatchError, KeyComparison, compare_state_dict,
+                              summarize_keys)
 from ..registry import MODELS, WEIGHT_INITIALIZERS
 from .safe_load import CheckpointLoadError, load_foreign_checkpoint
 
@@ -26,16 +27,14 @@ StateDict = Dict[str, torch.Tensor]
 
 
 @dataclass
-class ConversionReport:
-    """What a conversion and a load did to the keys of a checkpoint."""
+class ConversionReport(KeyComparison):
+    """What a conversion and a load did to the keys of a checkpoint (the comparison with the
+    model's keys, plus what the converter did)."""
     family: str = ''
     dropped: List[str] = field(default_factory=list)
     renamed: int = 0
     unmatched: List[str] = field(default_factory=list)
     resized: List[str] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    new_keys: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -76,6 +75,14 @@ class FamilyConverter:
 
 
 CONVERTERS: Dict[str, FamilyConverter] = OrderedDict()
+
+
+def rename_prefix(text: str, renames: Sequence[Tuple[str, str]]) -> str:
+    """Replaces the first matching ``old`` prefix of ``text`` by its ``new`` (else unchanged)."""
+    for old, new in renames:
+        if text.startswith(old):
+            return new + text[len(old):]
+    return text
 
 
 def remap_keys(state_dict: Mapping[str, torch.Tensor], family: str,

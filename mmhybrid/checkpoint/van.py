@@ -5,7 +5,7 @@ from typing import Any, Mapping, Optional, Tuple
 import torch
 
 from .core import (ConversionReport, FamilyConverter, StateDict, register_converter,
-                   remap_keys)
+                   remap_keys, rename_prefix)
 
 # Official (and mmpretrain) names → mmhybrid names, applied to the part after the block index.
 _BLOCK_RENAMES = (
@@ -38,11 +38,7 @@ def _rename_key(key: str) -> Optional[str]:
         part = 'proj' if m.group(2) in ('proj', 'projection') else 'norm'
         new_key = f'stages.{int(m.group(1)) - 1}.downsample.{part}.{m.group(3)}'
     elif m := _BLOCK.match(key):
-        rest = m.group(3)
-        for old, new in _BLOCK_RENAMES:
-            if rest.startswith(old):
-                rest = new + rest[len(old):]
-                break
+        rest = rename_prefix(m.group(3), _BLOCK_RENAMES)
         new_key = f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.{rest}'
     elif m := _STAGE_NORM.match(key):
         new_key = f'stages.{int(m.group(1)) - 1}.norm.{m.group(2)}'

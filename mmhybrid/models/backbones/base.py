@@ -9,7 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhybrid.registry import WEIGHT_INITIALIZERS
 from ..layers import build_out_norm
-from ..loading import CheckpointMismatchError, compare_state_dict
+from ..loading import CheckpointMismatchError, compare_state_dict, summarize_keys
 
 # The four-stage pyramid every family produces.
 NUM_STAGES = 4
@@ -23,34 +23,38 @@ def _load_state_dict_pre_hook(module: 'HybridBackbone', state_dict: Dict[str, to
                               prefix: str, local_metadata: Dict[str, Any], strict: bool,
                               missing_keys: List[str], unexpected_keys: List[str],
                               error_msgs: List[str]) -> None:
-    """Runs before torch loads the backbone's weights (``load_state_dict``, ``load_from``,
-    resume): adapts shapes (:meth:`HybridBackbone.adapt_state_dict`) and refuses a partial
-    load.
-
-    When the backbone sits inside a detector (``prefix='backbone.'``) and the checkpoint is a
-    plain backbone state dict (every key a key of this backbone, none prefixed), its keys are
-    moved under the prefix: mmengine's ``load_from`` of a converted backbone file loads it.
-    """
-    if prefix and state_dict and not any(k.startswith(prefix) for k in state_dict):
-        own_keys = module.state_dict().keys()
-        if all(k in own_keys for k in state_dict):
-            for key in list(state_dict):
-                state_dict[prefix + key] = state_dict.pop(key)
-                if key in unexpected_keys:
-                    unexpected_keys.remove(key)
+    """Runs before torch loads the backbone's weights (``load_state_dict``, mmengine's
+    ``load_from`` and resume): adapts shapes (:meth:`HybridBackbone.adapt_state_dict`) and
+    refuses weights that do not fit completely, whatever ``strict`` says."""
     own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    module._received_weights = bool(own)
     if not own:
         return
-    resized = module.adapt_state_dict(own)
-    for key in resized:
+    for key in module.adapt_state_dict(own):
         state_dict[prefix + key] = own[key]
     comparison = compare_state_dict(own, module)
     if not comparison.fits:
         raise CheckpointMismatchError(
             f'checkpoint does not fit {type(module).__name__}(arch={module.arch_name!r})'
-            f'{f" at {prefix!r}" if prefix else ""}: {comparison.problems()}. Official files '
-            f'load through init_cfg=dict(type=\'Pretrained\', checkpoint=...) or '
+            f'{f" at {prefix!r}" if prefix else ""}: {comparison.problems()}. The authors\' '
+            f'files load through init_cfg=dict(type=\'Pretrained\', checkpoint=...) or '
             f'tools/convert_checkpoint.py.')
+
+
+def _load_state_dict_post_hook(module: 'HybridBackbone', incompatible_keys: Any) -> None:
+    """A load that gave the backbone nothing while keys of the file found no place (e.g. a
+    plain backbone state dict given to mmengine's ``load_from``) is an error, not a warning."""
+    unexpected = incompatible_keys.unexpected_keys
+    if getattr(module, '_received_weights', True) or not unexpected:
+        return
+    own = set(module.state_dict())
+    plain = [k for k in unexpected if k in own]
+    hint = (' They are this backbone\'s own keys without the prefix of the model it is part of '
+            '(a file from tools/convert_checkpoint.py?): load it with init_cfg='
+            'dict(type=\'Pretrained\', checkpoint=...) on the backbone instead.' if plain else '')
+    raise CheckpointMismatchError(
+        f'the checkpoint gave {type(module).__name__}(arch={module.arch_name!r}) no weights and '
+        f'{len(unexpected)} of its keys fit nowhere: {summarize_keys(unexpected)}.{hint}')
 
 
 class HybridBackbone(BaseModule):
@@ -123,6 +127,7 @@ class HybridBackbone(BaseModule):
         self.stem: Optional[nn.Module] = None
         self.stages = nn.ModuleList()
         self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+        self.register_load_state_dict_post_hook(_load_state_dict_post_hook)
 
     # ------------------------------------------------------------------ argument parsing
     @classmethod
@@ -328,5 +333,6 @@ class HybridBackbone(BaseModule):
             super().init_weights()
             self.init_cfg = cfgs
         for cfg in pretrained:
-            WEIGHT_INITIALIZERS.build(dict(cfg, type='Pretrained'))(self)
+            # The scoped name: found whatever mmengine's default scope is (mmdet, mmseg, ...).
+            WEIGHT_INITIALIZERS.build(dict(cfg, type='mmhybrid.Pretrained'))(self)
         self._is_init = True

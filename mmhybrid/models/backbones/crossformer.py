@@ -33,6 +33,15 @@ def cel_channel_splits(channels: int, num_kernels: int) -> List[int]:
     return splits + [splits[-1]]
 
 
+def cel_convs(in_channels: int, out_channels: int, kernel_sizes: Sequence[int],
+              stride: int) -> nn.ModuleList:
+    """The convolutions of a cross-scale embedding layer: one per kernel, same stride, padding
+    ``(k - stride) / 2``, output channels split by :func:`cel_channel_splits`."""
+    return nn.ModuleList(
+        nn.Conv2d(in_channels, c, k, stride=stride, padding=(k - stride) // 2)
+        for k, c in zip(kernel_sizes, cel_channel_splits(out_channels, len(kernel_sizes))))
+
+
 class DynamicPositionBias(nn.Module):
     """DPB: an MLP mapping a relative offset ``(dy, dx)`` to one attention bias per head.
 
@@ -182,9 +191,7 @@ class CrossScalePatchEmbed(nn.Module):
                  kernel_sizes: Sequence[int],
                  stride: int) -> None:
         super().__init__()
-        self.projs = nn.ModuleList(
-            nn.Conv2d(in_channels, c, k, stride=stride, padding=(k - stride) // 2)
-            for k, c in zip(kernel_sizes, cel_channel_splits(out_channels, len(kernel_sizes))))
+        self.projs = cel_convs(in_channels, out_channels, kernel_sizes, stride)
         self.norm = LayerNorm2d(out_channels, eps=1e-5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,9 +219,7 @@ class CrossScaleMerging(nn.Module):
         super().__init__()
         self.stride = stride
         self.norm = LayerNorm2d(in_channels, eps=1e-5)
-        self.reductions = nn.ModuleList(
-            nn.Conv2d(in_channels, c, k, stride=stride, padding=(k - stride) // 2)
-            for k, c in zip(kernel_sizes, cel_channel_splits(out_channels, len(kernel_sizes))))
+        self.reductions = cel_convs(in_channels, out_channels, kernel_sizes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pad_to_multiple(self.norm(x), self.stride)

@@ -178,7 +178,7 @@ class VAN(HybridBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'b2',
-                 layer_scale_init: float = 1e-2,
+                 layer_scale_init: Optional[float] = 1e-2,
                  stage_norm_eps: float = 1e-6,
                  norm_cfg: Optional[Dict[str, Any]] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,

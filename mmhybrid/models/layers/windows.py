@@ -4,6 +4,15 @@ A group layout is given per axis as ``(tokens per group, stride)``: along that a
 ``regions x tokens x stride``, and a group collects, inside one region, the tokens of one phase
 of the stride. Stride 1 gives contiguous windows (Swin-style, CrossFormer's SDA, UniFormer's
 windows, HAT-Net's local step); stride ``I`` gives dilated groups (CrossFormer's LDA).
+
+Names across the package (each means one thing):
+
+- ``window_size``: the side of square windows of one attention mode (UniFormer's
+  ``'window'``/``'hybrid'`` stages, one int).
+- ``window_sizes``: a per-stage arch key (HAT-Net, TransCNN), one window side per stage; ``1``
+  means plain global attention in that stage.
+- ``group_size``: CrossFormer's SDA group side ``G`` (one int or one per stage), with
+  ``interval`` its LDA sampling stride ``I``; a group is described here by its layout.
 """
 from typing import Callable, Optional, Tuple
 
