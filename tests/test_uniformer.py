@@ -206,3 +206,26 @@ def test_head_dim_is_not_inferred_from_weights():
     assert {k: v.shape for k, v in a.state_dict().items()} == \
         {k: v.shape for k, v in b.state_dict().items()}
     assert a.stages[2].blocks[0].attn.num_heads == 2 * b.stages[2].blocks[0].attn.num_heads
+
+
+@pytest.mark.parametrize('norm_cfg,norm_type', [
+    (None, torch.nn.BatchNorm2d),
+    (dict(type='SyncBN'), torch.nn.SyncBatchNorm),
+    (dict(type='GN', num_groups=1), torch.nn.GroupNorm),
+])
+@pytest.mark.parametrize('conv_stem', [False, True])
+def test_norm_cfg_sets_every_batch_norm(norm_cfg, norm_type, conv_stem):
+    """The conv blocks' (and the conv stem's) BatchNorms follow ``norm_cfg`` like the other
+    families' (SyncBN for multi-GPU training); the state-dict keys stay those of the files."""
+    arch = dict(embed_dims=[8, 16, 32, 32], depths=[1, 1, 1, 1], head_dim=8,
+                conv_stem=conv_stem)
+    model = UniFormer(arch=arch, norm_cfg=norm_cfg)
+    reference = UniFormer(arch=arch)
+    norms = [m for m in model.modules() if isinstance(m, norm_type)]
+    assert len(norms) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in reference.modules())
+    assert len(norms) == 4 + (5 if conv_stem else 0)
+    if norm_type is not torch.nn.SyncBatchNorm:  # SyncBN runs only in a process group
+        with torch.no_grad():
+            assert len(model.eval()(torch.randn(1, 3, 64, 64))) == 4
+    if norm_type is not torch.nn.GroupNorm:
+        assert list(model.state_dict()) == list(reference.state_dict())
