@@ -224,11 +224,13 @@ def adapt_to_model(state_dict: StateDict, model: nn.Module, report: ConversionRe
 
 def compare_with_model(state_dict: Mapping[str, torch.Tensor], model: nn.Module,
                        report: ConversionReport) -> List[str]:
-    """Fills ``missing``/``unexpected``/``new_keys`` of ``report``; returns shape mismatches."""
+    """Fills the key comparison of ``report`` (missing, unexpected, new, mismatched shapes);
+    returns the shape mismatches."""
     comparison = compare_state_dict(state_dict, model)
     report.missing = comparison.missing
     report.unexpected = comparison.unexpected
     report.new_keys = comparison.new_keys
+    report.mismatched = comparison.mismatched
     return comparison.mismatched
 
 
@@ -250,8 +252,8 @@ def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     """Loads an mmhybrid-layout state dict into ``model``, refusing partial or wrong loads."""
     state_dict = OrderedDict(state_dict)
     adapt_to_model(state_dict, model, report)
-    mismatched = compare_with_model(state_dict, model, report)
-    if mismatched or report.unexpected or report.missing:
+    compare_with_model(state_dict, model, report)
+    if not report.fits:
         arch = getattr(model, 'arch_name', '?')
         hint = ''
         try:
@@ -260,18 +262,9 @@ def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
                 hint = f' The checkpoint matches arch {matches} instead.'
         except Exception:  # noqa: BLE001 - the hint is best effort
             pass
-        problems = []
-        if mismatched:
-            problems.append(f'{len(mismatched)} shape mismatches, e.g. {mismatched[:3]}')
-        if report.unexpected:
-            problems.append(f'{len(report.unexpected)} keys the model does not have: '
-                            f'{summarize_keys(report.unexpected)}')
-        if report.missing:
-            problems.append(f'{len(report.missing)} model keys absent from the checkpoint: '
-                            f'{summarize_keys(report.missing)}')
         raise CheckpointMismatchError(
             f'checkpoint does not fit {type(model).__name__}(arch={arch!r}): '
-            + '; '.join(problems) + '.' + hint)
+            f'{report.problems()}.{hint}')
     model.load_state_dict(state_dict, strict=False)
     return report
 
