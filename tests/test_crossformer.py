@@ -138,19 +138,24 @@ def test_fully_padded_groups_stay_finite_in_half_precision():
             assert torch.isfinite(half).all(), dtype
 
 
-def test_attention_goes_through_sdpa(monkeypatch):
-    calls = []
+@pytest.mark.parametrize('size', [(64, 96), (224, 224)], ids=['padded', 'unpadded'])
+def test_attention_goes_through_sdpa(monkeypatch, size):
+    """Every block calls SDPA with its DPB bias as a mask whose last dimension has unit stride:
+    CUDA's fused kernels refuse any other mask (found on an H200: the DPB's (heads, N, N) view
+    of an (N, N, heads) table sent every unpadded CrossFormer attention to the math path)."""
+    masks = []
     original = F.scaled_dot_product_attention
 
     def spy(*args, **kwargs):
-        calls.append(kwargs.get('attn_mask') is not None)
+        masks.append(kwargs.get('attn_mask'))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(F, 'scaled_dot_product_attention', spy)
     model = reduced_model().eval()
     with torch.no_grad():
-        model(torch.randn(1, 3, 64, 96))
-    assert len(calls) == sum(REDUCED_T['depths']) and all(calls)
+        model(torch.randn(1, 3, *size))
+    assert len(masks) == sum(REDUCED_T['depths'])
+    assert all(m is not None and m.dim() == 4 and m.stride(-1) == 1 for m in masks)
 
 
 def test_merging_pads_odd_maps():

@@ -5,7 +5,8 @@ Tokens are split into heads, attention runs through PyTorch's
 every group) and a key-padding mask (one row per group) broadcast over the batch and the groups
 instead of being repeated per image: the fused CPU kernel accepts such 4-D masks, while a
 3-D mask, a mask that requires grad under ``no_grad``, or q/k/v with a non-unit last stride
-silently send it to the math path that materialises the logits.
+silently send it to the math path that materialises the logits. CUDA's fused kernels also
+need the mask's last dimension to have unit stride.
 """
 from typing import Optional, Tuple
 
@@ -82,6 +83,9 @@ def grouped_attention(q: torch.Tensor,
         pad = padding_bias(key_padding, q.dtype)  # G, 1, 1, Nk
         mask = pad.expand(groups, heads, 1, num_k) if mask is None else mask + pad
         mask = mask.reshape(1, groups * heads, -1, num_k)
+    if mask is not None and mask.stride(-1) != 1:
+        # CUDA's fused kernels need a unit last-dim stride in the mask too (the CPU's do not).
+        mask = mask.contiguous()
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return out.reshape(batch, groups, heads, num_q, dim)
 
