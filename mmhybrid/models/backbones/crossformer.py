@@ -73,7 +73,7 @@ class DynamicPositionBias(nn.Module):
         coords = torch.stack(torch.meshgrid(ys, xs, indexing='ij')).flatten(1)  # 2, N
         rel = coords[:, :, None] - coords[:, None, :]  # 2, N, N
         index = (rel[0] + group_h - 1) * (2 * group_w - 1) + rel[1] + group_w - 1
-        return table[index].permute(2, 0, 1)
+        return table.t()[:, index]  # (heads, N, N), laid out contiguously
 
 
 class CrossFormerAttention(TokenAttention):
