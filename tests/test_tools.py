@@ -151,3 +151,51 @@ def test_tools_are_thin_command_lines():
         for name in names:
             assert f'from {name} import' not in text and f'import {name}\n' not in text, \
                 f'{path.name} imports tools/{name}.py'
+
+
+# --------------------------------------------------------- missing data or checkpoint files
+@pytest.mark.parametrize('tool,args,expected', [
+    ('train.py', ['configs/det/maskrcnn_crossformer_s_1x.py'],
+     ['data root of train_dataloader: data/coco/', 'model.backbone.init_cfg: '
+      'pretrained/crossformer-s.pth']),
+    ('test.py', ['configs/seg/upernet_van_b2_160k.py', 'work_dirs/none.pth'],
+     ['data root of test_dataloader: data/ade/ADEChallengeData2016',
+      'checkpoint to test: work_dirs/none.pth']),
+])
+def test_tools_name_missing_inputs_without_a_traceback(tool, args, expected, tmp_path):
+    """The card's own command on a fresh clone: what is missing, where to get it, how to try the
+    package without it; exit status 2 and no traceback (was: pycocotools' FileNotFoundError)."""
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / tool),
+                           *[str(REPO / a) if a.startswith('configs/') else a for a in args]],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    for line in expected:
+        assert line in proc.stderr
+    assert 'make demo' in proc.stderr and 'README.md' in proc.stderr
+    if tool == 'test.py':  # testing loads the trained checkpoint, not the ImageNet file
+        assert 'init_cfg' not in proc.stderr
+
+
+def test_missing_inputs_follows_wrapped_datasets_and_annotation_files(tmp_path):
+    from mmengine.config import Config
+
+    from mmhybrid.engine import missing_inputs
+    (tmp_path / 'root').mkdir()
+    (tmp_path / 'ckpt.pth').write_bytes(b'')
+    cfg = Config(dict(
+        model=dict(backbone=dict(init_cfg=[dict(type='Pretrained', checkpoint=str(
+            tmp_path / 'ckpt.pth'))]), neck=dict(init_cfg=dict(
+                type='Pretrained', checkpoint=str(tmp_path / 'neck.pth')))),
+        train_dataloader=dict(dataset=dict(type='RepeatDataset', dataset=dict(
+            data_root=str(tmp_path / 'root'), ann_file='ann/train.json'))),
+        val_dataloader=dict(dataset=dict(type='ConcatDataset', datasets=[
+            dict(data_root=str(tmp_path / 'nowhere'), ann_file='x.json')]))))
+    missing = missing_inputs(cfg, ('train', 'val'), [(None, 'load_from'),
+                                                      ('https://host/x.pth', 'url')])
+    assert missing == [
+        f'annotation file of train_dataloader: {tmp_path}/root/ann/train.json',
+        f'data root of val_dataloader: {tmp_path}/nowhere',
+        f'model.neck.init_cfg: {tmp_path}/neck.pth',
+    ]
+    assert missing_inputs(cfg, (), pretrained=False) == []

@@ -19,7 +19,8 @@ if _REPO not in sys.path:  # a checkout's tools run its own package, pip-install
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmhybrid.engine import build_runner, build_test_config  # noqa: E402
+from mmhybrid.engine import (build_runner, build_test_config,  # noqa: E402
+                             exit_if_inputs_missing)
 
 
 def parse_args(argv=None):
@@ -54,6 +55,8 @@ def main(argv=None):
     cfg = build_test_config(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
                             show=args.show, show_dir=args.show_dir, wait_time=args.wait_time,
                             tta=args.tta, cfg_options=args.cfg_options, launcher=args.launcher)
+    exit_if_inputs_missing(args.config, cfg, ('test', ), [(args.checkpoint, 'checkpoint to test')],
+                           pretrained=False)
     build_runner(cfg).test()
 
 

@@ -18,7 +18,8 @@ if _REPO not in sys.path:  # a checkout's tools run its own package, pip-install
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmhybrid.engine import build_runner, build_train_config  # noqa: E402
+from mmhybrid.engine import (build_runner, build_train_config,  # noqa: E402
+                             exit_if_inputs_missing)
 
 
 def parse_args(argv=None):
@@ -58,6 +59,8 @@ def main(argv=None):
     cfg = build_train_config(args.config, work_dir=args.work_dir, amp=args.amp,
                              auto_scale_lr=args.auto_scale_lr, resume=args.resume,
                              cfg_options=args.cfg_options, launcher=args.launcher)
+    splits = ('train', 'val') if cfg.get('val_cfg') else ('train', )
+    exit_if_inputs_missing(args.config, cfg, splits, [(cfg.get('load_from'), 'load_from')])
     build_runner(cfg).train()
 
 
