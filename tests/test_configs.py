@@ -213,14 +213,21 @@ def test_leaf_states_no_channels_or_recipe(path):
 
 @pytest.mark.parametrize('path', DEMO_CONFIGS)
 def test_demo_classes_come_from_mmhybrid_datasets(path):
-    from mmhybrid.datasets import SHAPE_CLASSES, SHAPE_PALETTE
+    # Detection: the 3 shape classes; segmentation: background + the shapes, nothing ignored.
+    from mmhybrid.datasets import SEG_CLASSES, SEG_PALETTE, SHAPE_CLASSES, SHAPE_PALETTE
     text = (REPO / path).read_text()
-    assert not any(repr(name) in text for name in SHAPE_CLASSES), f'{path} retypes class names'
+    assert not any(repr(name) in text for name in SEG_CLASSES), f'{path} retypes class names'
     cfg = Config.fromfile(str(REPO / path))
-    assert tuple(cfg.metainfo['classes']) == SHAPE_CLASSES
-    assert [tuple(c) for c in cfg.metainfo['palette']] == list(SHAPE_PALETTE)
+    seg = 'decode_head' in cfg.model
+    classes, palette = (SEG_CLASSES, SEG_PALETTE) if seg else (SHAPE_CLASSES, SHAPE_PALETTE)
+    assert tuple(cfg.metainfo['classes']) == classes
+    assert [tuple(c) for c in cfg.metainfo['palette']] == list(palette)
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         assert loader.dataset.metainfo == cfg.metainfo
-    heads = ([cfg.model.decode_head] if 'decode_head' in cfg.model else
+        if seg:
+            assert loader.dataset.reduce_zero_label is False
+            assert all(t.get('reduce_zero_label') in (None, False)
+                       for t in loader.dataset.pipeline)
+    heads = ([cfg.model.decode_head] if seg else
              [cfg.model.roi_head.bbox_head, cfg.model.roi_head.mask_head])
-    assert all(head.num_classes == len(SHAPE_CLASSES) for head in heads)
+    assert all(head.num_classes == len(classes) for head in heads)

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mmhybrid.datasets import (SHAPE_CLASSES, ShapesSpec, generate_ade20k_shapes,
-                               generate_coco_shapes, generate_shapes, render_scene)
+from mmhybrid.datasets import (SEG_CLASSES, SEG_PALETTE, SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec,
+                               generate_ade20k_shapes, generate_coco_shapes, generate_shapes,
+                               render_scene)
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = ShapesSpec(num_train=6, num_val=3, image_size=96, seed=3)
@@ -56,16 +57,39 @@ def test_ade20k_layout(tmp_path):
         assert [p.stem for p in images] == [p.stem for p in labels]
         seg = cv2.imread(str(labels[0]), cv2.IMREAD_UNCHANGED)
         assert seg.shape == (96, 96) and seg.dtype == np.uint8
-        assert set(np.unique(seg)) <= set(range(len(SHAPE_CLASSES) + 1))
+        assert set(np.unique(seg)) <= set(range(len(SEG_CLASSES)))
+    marker = json.loads((root / '.shapes.json').read_text())
+    assert marker['classes'] == list(SEG_CLASSES) and marker['format_version'] == 2
+
+
+def test_seg_classes_are_background_plus_shapes():
+    # One place for the names and colours: segmentation = background + the detection classes,
+    # same colours for the shapes, a background colour no shape has.
+    assert SEG_CLASSES == ('background', 'circle', 'square', 'triangle')
+    assert SEG_CLASSES[1:] == SHAPE_CLASSES and SEG_PALETTE[1:] == SHAPE_PALETTE
+    assert len(SEG_PALETTE) == len(SEG_CLASSES) == len(set(SEG_PALETTE))
+
+
+def test_stale_format_is_regenerated(tmp_path):
+    # A tree written by format 1 (background ignored) is not reused: its marker differs.
+    root = generate_ade20k_shapes(tmp_path / 'ade', SPEC)
+    marker = json.loads((root / '.shapes.json').read_text())
+    stale = dict(marker, format_version=1, classes=list(SHAPE_CLASSES))
+    (root / '.shapes.json').write_text(json.dumps(stale))
+    (root / 'stale.txt').write_text('old tree')
+    generate_ade20k_shapes(tmp_path / 'ade', SPEC)
+    assert not (root / 'stale.txt').exists()
+    assert json.loads((root / '.shapes.json').read_text()) == marker
 
 
 def test_scene_masks_match_label_map():
     scene = render_scene(SPEC, 0, 1)
-    seg = scene.semantic_map()
+    seg = scene.semantic_map()  # indices into SEG_CLASSES: 0 background, shape k is k + 1
     assert len(scene.labels) == len(scene.masks) >= 1
     union = np.zeros_like(seg, dtype=bool)
     for label, mask in zip(scene.labels, scene.masks):
         assert mask.any() and (seg[mask] == label + 1).all()
+        assert SEG_CLASSES[label + 1] == SHAPE_CLASSES[label]
         assert not (union & mask).any()  # visible parts do not overlap
         union |= mask
     assert (seg[~union] == 0).all()
@@ -124,15 +148,16 @@ def test_readable_by_mmdet_and_mmseg(tmp_path):
     register_mmseg(init_default_scope=False)
     with DefaultScope.overwrite_default_scope('mmseg'):
         seg = BaseSegDataset(data_root=str(roots['ade20k']), img_suffix='.jpg',
-                             seg_map_suffix='.png', reduce_zero_label=True,
-                             metainfo=dict(classes=SHAPE_CLASSES),
+                             seg_map_suffix='.png', reduce_zero_label=False,
+                             metainfo=dict(classes=SEG_CLASSES),
                              data_prefix=dict(img_path='images/validation',
                                               seg_map_path='annotations/validation'),
                              pipeline=[dict(type='LoadImageFromFile'),
-                                       dict(type='LoadAnnotations', reduce_zero_label=True)])
+                                       dict(type='LoadAnnotations')])
         assert len(seg) == 3
         labels = set(np.unique(seg[0]['gt_seg_map']))
-    assert labels <= {0, 1, 2, 255} and 255 in labels
+    # background is class 0, nothing is ignored (no 255)
+    assert labels <= set(range(len(SEG_CLASSES))) and 0 in labels and len(labels) >= 2
 
 
 def test_make_shapes_cli(tmp_path):

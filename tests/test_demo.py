@@ -1,11 +1,15 @@
-"""`make demo`'s path, shortened: tools/demo.py --quick (a few iterations on a tiny tree)."""
+"""`make demo`'s path, shortened: tools/demo.py --quick (a few iterations on a tiny tree); the
+segmentation picture against the label maps it shows."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from mmhybrid.datasets import SEG_CLASSES, SEG_PALETTE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,8 +29,80 @@ def test_quick_demo(tmp_path):
     assert 'coco/bbox_mAP_50' in summary['metrics']['det']
     assert 'coco/segm_mAP' in summary['metrics']['det']
     assert 'mIoU' in summary['metrics']['seg']
+    # mmseg's per-class table, background included
+    assert list(summary['seg_per_class']['IoU']) == list(SEG_CLASSES)
+    assert 'IoU per class: background' in proc.stdout
     for name in ('det_curves.png', 'det_predictions.png', 'seg_curves.png',
                  'seg_predictions.png'):
         assert (out_dir / name).stat().st_size > 1000, name
     assert Path(summary['checkpoints']['det']).is_file()
+    # the picture's prediction row shows the model's predicted label maps (saved beside it)
+    import cv2
+    picture = cv2.imread(str(out_dir / 'seg_predictions.png'))
+    maps = np.load(out_dir / 'seg_predictions.npz')
+    count, height, width = maps['pred'].shape
+    assert count == 4 and maps['gt'].shape == maps['pred'].shape
+    for i in range(count):
+        assert _agreement(_panel(picture, 1, i, height, width), maps['gt'][i]) >= 0.99
+        assert _agreement(_panel(picture, 2, i, height, width), maps['pred'][i]) >= 0.99
     assert (tmp_path / 'shapes_quick' / 'coco' / '.shapes.json').is_file()
+
+
+def _panel(picture: np.ndarray, row: int, column: int, height: int, width: int,
+           scale: int = 2) -> np.ndarray:
+    """Panel (row, column) of compose_segmentation's layout, back at the label maps' size."""
+    return picture[row * height * scale:(row + 1) * height * scale,
+                   column * width * scale:(column + 1) * width * scale][::scale, ::scale]
+
+
+def _agreement(panel: np.ndarray, labels: np.ndarray) -> float:
+    """Share of pixels drawn in the palette colour (BGR on disk) of their class in ``labels``."""
+    expected = np.array(SEG_PALETTE, np.uint8)[labels][..., ::-1]
+    return float((panel == expected).all(axis=-1).mean())
+
+
+def test_segmentation_picture_shows_the_label_maps():
+    # Noise images and independent random ground truth / prediction label maps with every class
+    # (background included), of a non-square size: the prediction row must show the prediction,
+    # pixel for pixel, in the palette colours -- not the ground truth, not an overlay on the
+    # image, not shifted by one class, not in RGB order.
+    from mmhybrid.utils.demo import compose_segmentation
+    rng = np.random.default_rng(0)
+    height, width, count = 20, 28, 3
+    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+    gts = [rng.integers(0, len(SEG_CLASSES), (height, width)).astype(np.uint8)
+           for _ in range(count)]
+    preds = [rng.integers(0, len(SEG_CLASSES), (height, width)).astype(np.uint8)
+             for _ in range(count)]
+    picture = compose_segmentation(images, gts, preds, SEG_CLASSES, SEG_PALETTE, scale=2)
+    assert picture.shape[1] == count * width * 2 and picture.shape[0] > 3 * height * 2
+    for i in range(count):
+        assert (_panel(picture, 0, i, height, width) == images[i]).all()
+        assert _agreement(_panel(picture, 1, i, height, width), gts[i]) >= 0.99
+        pred_panel = _panel(picture, 2, i, height, width)
+        assert _agreement(pred_panel, preds[i]) >= 0.99
+        assert _agreement(pred_panel, gts[i]) < 0.5  # it is the prediction that is drawn
+        background = preds[i] == 0
+        assert background.any() and (pred_panel[background] == SEG_PALETTE[0][::-1]).all()
+
+
+def test_per_class_results_read_mmsegs_table():
+    from mmhybrid.utils.demo import per_class_results
+    log = '''12/01 00:23:25 - mmengine - INFO - per class results:
+12/01 00:23:25 - mmengine - INFO - 
++------------+-------+-------+
+|   Class    |  IoU  |  Acc  |
++------------+-------+-------+
+| background | 95.79 | 97.76 |
+|   circle   | 88.48 |  98.4 |
+|   square   |  nan  |  nan  |
+|  triangle  | 82.29 | 89.53 |
++------------+-------+-------+
+12/01 00:23:25 - mmengine - INFO - Iter(test) [40/40]    aAcc: 96.4600  mIoU: 86.9400
+'''
+    table = per_class_results('per class results:\n| Class | IoU |\n| old | 1.0 |\n' + log)
+    assert table == {'IoU': {'background': 95.79, 'circle': 88.48, 'square': None,
+                             'triangle': 82.29},
+                     'Acc': {'background': 97.76, 'circle': 98.4, 'square': None,
+                             'triangle': 89.53}}
+    assert per_class_results('no table here') == {}

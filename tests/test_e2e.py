@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mmhybrid.datasets import SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec, generate_shapes
+from mmhybrid.datasets import (SEG_CLASSES, SEG_PALETTE, SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec,
+                               generate_shapes)
 
 REPO = Path(__file__).resolve().parents[1]
 DET_CONFIG = REPO / 'configs' / 'det' / 'maskrcnn_van_b0_1x.py'
@@ -25,15 +26,21 @@ TIMEOUT = 600
 
 pytestmark = pytest.mark.xdist_group('e2e')
 
-COMMON = f'''
+# Detection: the 3 shape classes; segmentation: background + the shapes (label 0 is a class).
+DET_CLASSES = f'''
 classes = {SHAPE_CLASSES!r}
 metainfo = dict(classes=classes, palette={[list(c) for c in SHAPE_PALETTE]!r})
+scale = (128, 128)
+'''
+SEG_CLASSES_TEXT = f'''
+classes = {SEG_CLASSES!r}
+metainfo = dict(classes=classes, palette={[list(c) for c in SEG_PALETTE]!r})
 scale = (128, 128)
 '''
 
 DET_OVERRIDE = '''_base_ = [{base!r}]
 data_root = {root!r}
-''' + COMMON + '''
+''' + DET_CLASSES + '''
 model = dict(
     backbone=dict(init_cfg=None),
     roi_head=dict(bbox_head=dict(num_classes=len(classes)),
@@ -65,7 +72,7 @@ default_hooks = dict(logger=dict(interval=1))
 
 SEG_OVERRIDE = '''_base_ = [{base!r}]
 data_root = {root!r}
-''' + COMMON + '''
+''' + SEG_CLASSES_TEXT + '''
 crop_size = scale
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -73,21 +80,21 @@ model = dict(
     decode_head=dict(num_classes=len(classes)),
     auxiliary_head=dict(num_classes=len(classes)))
 # ADE20KDataset accepts only subsets of ADE20K's class names: read the ADE20K layout with the
-# generic dataset and ADE20KDataset's settings.
+# generic dataset and ADE20K's file suffixes; background (label 0) is a class, not ignored.
 shapes = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
-              seg_map_suffix='.png', reduce_zero_label=True)
+              seg_map_suffix='.png', reduce_zero_label=False)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),
     dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(batch_size=2, num_workers=1,
@@ -187,6 +194,7 @@ def test_upernet_train_test_resume(tmp_path, shapes_root, seg_config):
     assert 'mIoU' in out  # validation ran during training
     for key in ('aAcc', 'mIoU', 'mAcc'):
         assert key in metrics, metrics
+    assert '| background |' in test_out  # a class of IoUMetric's per-class table, not ignored
     assert 'resumed epoch: 0, iter: 2' in resume_out
     assert 'Iter(train) [4/4]' in resume_out
     assert 'Iter(train) [1/' not in resume_out

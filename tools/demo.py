@@ -10,8 +10,9 @@
 3. evaluates the final checkpoints with ``tools/test.py`` (mmdet's ``CocoMetric``, mmseg's
    ``IoUMetric``);
 4. writes pictures under ``outputs/demo/``: predicted boxes and masks on validation images, the
-   segmentation overlay, and the loss / metric curves read from mmengine's ``scalars.json``;
-5. prints a summary.
+   segmentation's image / ground truth / prediction label maps (background included), and the
+   loss / metric curves read from mmengine's ``scalars.json``;
+5. prints a summary (with mmseg's per-class IoU).
 
 ``--quick`` runs a few iterations on a tiny tree (the test suite runs it). The work is done by
 ``mmhybrid.utils.demo.run_demo``.

@@ -2,16 +2,19 @@
 # (ADE20K layout, written by `tools/make_shapes.py` / `tools/demo.py` under data/shapes/ade20k/)
 # on a CPU. Inherits the real config and overrides only the data, image scale, schedule, the
 # backbone size (a custom VAN smaller than B0, no ImageNet weights), a narrow neck/head, and the
-# number of classes.
+# classes.
 # mmseg's ADE20KDataset only accepts subsets of the 150 ADE20K class names, so the data is read
-# with mmseg's BaseSegDataset using ADE20KDataset's settings (reduce_zero_label, .jpg/.png).
+# with mmseg's BaseSegDataset and the ADE20K file suffixes (.jpg/.png). Unlike ADE20K, label 0
+# (background) is a class here (reduce_zero_label=False): the model is trained and evaluated on
+# finding the shapes, not only on telling them apart where a shape is known to be.
 _base_ = ['../seg/fpn_van_b0_80k.py']
 import mmhybrid.datasets  # noqa: E402  (a module: mmengine keeps it out of the config)
 
 data_root = 'data/shapes/ade20k'
-# The shapes' class names and palette: mmhybrid.datasets writes the data with them.
-classes = mmhybrid.datasets.SHAPE_CLASSES
-metainfo = dict(classes=classes, palette=[list(c) for c in mmhybrid.datasets.SHAPE_PALETTE])
+# The class names (background, circle, square, triangle) and palette: mmhybrid.datasets writes the
+# label maps with them.
+classes = mmhybrid.datasets.SEG_CLASSES
+metainfo = dict(classes=classes, palette=[list(c) for c in mmhybrid.datasets.SEG_PALETTE])
 scale = (128, 128)
 crop_size = scale
 max_iters = 300
@@ -37,12 +40,13 @@ shapes_dataset = dict(
     metainfo=metainfo,
     img_suffix='.jpg',
     seg_map_suffix='.png',
-    reduce_zero_label=True)
+    reduce_zero_label=False)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),  # reduce_zero_label from the dataset (False)
     dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    # no cat_max_ratio: background fills most of every crop, and is a class to learn
+    dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs'),
@@ -50,7 +54,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),  # reduce_zero_label from the dataset (False)
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(

@@ -17,9 +17,13 @@ ADE20K (``generate_ade20k_shapes``)::
     ROOT/images/training/shapes_000001.jpg        ROOT/annotations/training/shapes_000001.png
     ROOT/images/validation/...                    ROOT/annotations/validation/...
 
-The label maps follow mmseg's ADE20K convention: 0 is background (ignored with
-``reduce_zero_label=True``) and shape class ``k`` (0-based in ``SHAPE_CLASSES``) is stored as
-``k + 1``.
+Detection (COCO layout) has the three shape classes ``SHAPE_CLASSES``; segmentation (ADE20K
+layout) has four, ``SEG_CLASSES = ('background',) + SHAPE_CLASSES``: a label map stores the index
+into ``SEG_CLASSES``, i.e. 0 for background and ``k + 1`` for shape class ``k`` (0-based in
+``SHAPE_CLASSES``). Background is a real class, to be read with ``reduce_zero_label=False``: a
+segmenter must find the shapes, not only tell them apart where a shape is known to be. The maps
+have no "don't care" pixels (every pixel is background or one shape). ``SEG_PALETTE`` and
+``SHAPE_PALETTE`` give the classes the same colours (background black).
 
 Generation is deterministic (every image draws from ``numpy.random.default_rng((seed, split,
 index))``, files are written in a fixed order with fixed encoder settings: the same seed gives the
@@ -39,14 +43,19 @@ import cv2
 import numpy as np
 
 __all__ = [
-    'SHAPE_CLASSES', 'SHAPE_PALETTE', 'ShapesSpec', 'Scene', 'render_scene',
-    'generate_coco_shapes', 'generate_ade20k_shapes', 'generate_shapes'
+    'SHAPE_CLASSES', 'SHAPE_PALETTE', 'SEG_CLASSES', 'SEG_PALETTE', 'ShapesSpec', 'Scene',
+    'render_scene', 'generate_coco_shapes', 'generate_ade20k_shapes', 'generate_shapes'
 ]
 
 SHAPE_CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle')
 SHAPE_PALETTE: Tuple[Tuple[int, int, int], ...] = ((220, 20, 60), (0, 130, 200), (255, 200, 0))
+# Semantic segmentation (ADE20K layout): background is class 0, shape class k is k + 1.
+SEG_CLASSES: Tuple[str, ...] = ('background',) + SHAPE_CLASSES
+SEG_PALETTE: Tuple[Tuple[int, int, int], ...] = ((0, 0, 0),) + SHAPE_PALETTE  # RGB
 
-_FORMAT_VERSION = 1
+# 2: ADE20K layout read with background as class 0 of SEG_CLASSES (the marker lists the layout's
+#    classes); 1: background ignored (reduce_zero_label=True).
+_FORMAT_VERSION = 2
 _MARKER = '.shapes.json'
 _SPLITS = (('train', 0), ('val', 1))
 _JPEG_QUALITY = 95
@@ -112,7 +121,8 @@ class Scene:
     masks: np.ndarray
 
     def semantic_map(self) -> np.ndarray:
-        """HxW uint8 label map in ADE20K convention (0 background, class k stored as k + 1)."""
+        """HxW uint8 label map, indices into ``SEG_CLASSES`` (0 background, shape class k stored
+        as k + 1)."""
         seg = np.zeros(self.image.shape[:2], np.uint8)
         for label, mask in zip(self.labels, self.masks):
             seg[mask] = label + 1
@@ -285,7 +295,8 @@ def _write_ade20k(tmp: Path, spec: ShapesSpec) -> None:
 
 
 def _marker(layout: str, spec: ShapesSpec) -> dict:
-    return dict(format_version=_FORMAT_VERSION, layout=layout, classes=list(SHAPE_CLASSES),
+    classes = SEG_CLASSES if layout == 'ade20k' else SHAPE_CLASSES
+    return dict(format_version=_FORMAT_VERSION, layout=layout, classes=list(classes),
                 **asdict(spec))
 
 

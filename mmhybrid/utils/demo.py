@@ -11,9 +11,12 @@ on a CPU.
    threads, and much better when the cores are shared);
 3. evaluates the final checkpoints with the given test command (``tools/test.py``: mmdet's
    ``CocoMetric``, mmseg's ``IoUMetric``);
-4. writes pictures: predicted boxes and masks on validation images, the segmentation overlay, and
-   the loss / metric curves read from mmengine's ``scalars.json``;
-5. writes ``summary.json`` and prints a summary.
+4. writes pictures: predicted boxes and masks on validation images, the segmentation picture
+   (image / ground truth / prediction label maps on one palette, background included; the label
+   maps it shows go to ``seg_predictions.npz``), and the loss / metric curves read from
+   mmengine's ``scalars.json``;
+5. writes ``summary.json`` (with the per-class IoU / accuracy table of mmseg's ``IoUMetric``) and
+   prints a summary.
 
 Progress, the children's output and the summary go to stdout: this is the demo's console.
 """
@@ -29,7 +32,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from mmengine.config import DictAction
 
-from ..datasets.shapes import SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec, generate_shapes
+from ..datasets.shapes import (SEG_CLASSES, SEG_PALETTE, SHAPE_CLASSES, SHAPE_PALETTE, ShapesSpec,
+                               generate_shapes)
 
 FULL_SPEC = ShapesSpec(num_train=320, num_val=40, image_size=128, colour_by_class=True)
 QUICK_SPEC = ShapesSpec(num_train=8, num_val=4, image_size=128, colour_by_class=True)
@@ -218,28 +222,102 @@ def draw_detections(config: Path, checkpoint: Path, images: List[Path], out: Pat
                                      interpolation=cv2.INTER_NEAREST))
 
 
+def label_panel(label_map: np.ndarray, palette: Sequence[Sequence[int]] = SEG_PALETTE
+                ) -> np.ndarray:
+    """A label map as an HxWx3 BGR picture: every pixel in the colour ``palette[label]`` (RGB,
+    as in the dataset's metainfo; background too), labels outside the palette (mmseg's 255,
+    "don't care") white."""
+    colours = np.array([_bgr(c) for c in palette], np.uint8)
+    label_map = np.asarray(label_map)
+    panel = np.full(label_map.shape + (3,), 255, np.uint8)
+    known = (label_map >= 0) & (label_map < len(colours))
+    panel[known] = colours[label_map[known]]
+    return panel
+
+
+def compose_segmentation(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
+                         preds: Sequence[np.ndarray],
+                         classes: Sequence[str] = SEG_CLASSES,
+                         palette: Sequence[Sequence[int]] = SEG_PALETTE,
+                         scale: int = 2) -> np.ndarray:
+    """The segmentation picture (BGR): one column per image of H x W px; rows: the image, the
+    ground-truth label map, the predicted label map (both drawn by :func:`label_panel`, plain
+    palette colours, no blending); everything enlarged ``scale`` times (nearest neighbour), so
+    the prediction of image ``i`` lies at rows ``[2 H scale, 3 H scale)``, columns
+    ``[i W scale, (i + 1) W scale)``; a legend strip (class colours and names) below."""
+    import cv2
+    tiles = [np.vstack([img, label_panel(gt, palette), label_panel(pred, palette)])
+             for img, gt, pred in zip(images, gts, preds)]
+    grid = np.hstack(tiles)
+    grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    legend = np.full((24, grid.shape[1], 3), 255, np.uint8)
+    x = 4
+    text = 'rows: image / ground truth / prediction;'
+    cv2.putText(legend, text, (x, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    x += cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 10
+    for name, colour in zip(classes, palette):
+        cv2.rectangle(legend, (x, 5), (x + 14, 19), _bgr(colour), -1)
+        cv2.rectangle(legend, (x, 5), (x + 14, 19), (128, 128, 128), 1)
+        cv2.putText(legend, name, (x + 18, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        x += 18 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 12
+    return np.vstack([grid, legend])
+
+
 def draw_segmentation(config: Path, checkpoint: Path, images: List[Path], ann_dir: Path,
-                      out: Path, cfg_options: Optional[dict] = None) -> None:
-    """Rows: image, ground truth overlay, predicted overlay (background pixels predicted too)."""
+                      out: Path, cfg_options: Optional[dict] = None) -> Dict[str, np.ndarray]:
+    """Writes :func:`compose_segmentation`'s picture of ``images`` to ``out`` and the label maps
+    it shows to ``out`` with suffix ``.npz`` (``gt``, ``pred``: N x H x W); returns them."""
     # Imported here, not at the top: as in draw_detections, for OpenCV and mmseg.
     import cv2
     from mmseg.apis import inference_model, init_model
     from mmseg.utils import register_all_modules
     register_all_modules()
     model = init_model(str(config), str(checkpoint), device='cpu', cfg_options=cfg_options)
-    palette = np.array([_bgr(c) for c in SHAPE_PALETTE], np.uint8)
-    tiles = []
+    classes = model.dataset_meta['classes']
+    palette = model.dataset_meta['palette']
+    imgs, gts, preds = [], [], []
     for path in images:
         img = cv2.imread(str(path))
-        gt = cv2.imread(str(ann_dir / (path.stem + '.png')), cv2.IMREAD_GRAYSCALE)
-        pred = inference_model(model, img).pred_sem_seg.data[0].numpy()
-        gt_overlay = img.copy()
-        fg = gt > 0
-        gt_overlay[fg] = (0.4 * img[fg] + 0.6 * palette[gt[fg] - 1]).astype(np.uint8)
-        pred_overlay = (0.4 * img + 0.6 * palette[pred]).astype(np.uint8)
-        tiles.append(np.vstack([img, gt_overlay, pred_overlay]))
-    cv2.imwrite(str(out), cv2.resize(np.hstack(tiles), None, fx=2, fy=2,
-                                     interpolation=cv2.INTER_NEAREST))
+        imgs.append(img)
+        gts.append(cv2.imread(str(ann_dir / (path.stem + '.png')), cv2.IMREAD_GRAYSCALE))
+        preds.append(inference_model(model, img).pred_sem_seg.data[0].numpy().astype(np.uint8))
+    cv2.imwrite(str(out), compose_segmentation(imgs, gts, preds, classes, palette))
+    maps = dict(gt=np.stack(gts), pred=np.stack(preds))
+    np.savez_compressed(out.with_suffix('.npz'), **maps)
+    return maps
+
+
+def per_class_results(log_text: str) -> Dict[str, Dict[str, Optional[float]]]:
+    """The last per-class table mmseg's ``IoUMetric`` logged (``per class results:``) as
+    ``{'IoU': {class: percent}, 'Acc': {...}}`` (None where mmseg wrote nan: a class absent
+    from both the ground truth and the prediction)."""
+    start = log_text.rfind('per class results:')
+    if start < 0:
+        return {}
+    header, rows = None, []
+    for line in log_text[start:].splitlines()[1:]:
+        line = line.strip()
+        if line.startswith('+'):
+            continue
+        if not line.startswith('|'):
+            if header is not None:
+                break
+            continue
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        if header is None:
+            header = cells
+        else:
+            rows.append(cells)
+    if not header or header[0] != 'Class':
+        return {}
+
+    def number(text: str) -> Optional[float]:
+        value = float(text)
+        return None if np.isnan(value) else value
+
+    return {key: {row[0]: number(row[i]) for row in rows}
+            for i, key in enumerate(header) if i > 0}
 
 
 def run_demo(det_config: Union[str, Path],
@@ -307,6 +385,10 @@ def run_demo(det_config: Union[str, Path],
     _run_all(jobs, parallel=not sequential, threads=threads, cwd=cwd)
     test_time = time.perf_counter() - t0
     metrics = {t: _test_metrics(test_dirs[t]) for t in tasks}
+    seg_per_class = {}
+    if 'seg' in tasks:
+        run = _latest_run(test_dirs['seg'])
+        seg_per_class = per_class_results((run / f'{run.name}.log').read_text())
 
     # pictures
     pictures = []
@@ -330,11 +412,12 @@ def run_demo(det_config: Union[str, Path],
                           _val_images(data_root / 'ade20k' / 'images' / 'validation', 6),
                           data_root / 'ade20k' / 'annotations' / 'validation',
                           out_dir / 'seg_predictions.png', cfg_options=_typed(cfg_opts['seg']))
-        pictures += [out_dir / 'seg_curves.png', out_dir / 'seg_predictions.png']
+        pictures += [out_dir / 'seg_curves.png', out_dir / 'seg_predictions.png',
+                     out_dir / 'seg_predictions.npz']
 
     total = time.perf_counter() - start
     summary = dict(total_s=round(total, 1), train_s=round(train_time, 1),
-                   test_s=round(test_time, 1), metrics=metrics,
+                   test_s=round(test_time, 1), metrics=metrics, seg_per_class=seg_per_class,
                    checkpoints={t: str(c) for t, c in checkpoints.items()},
                    pictures=[str(p) for p in pictures], quick=quick)
     (out_dir / 'summary.json').write_text(json.dumps(summary, indent=1) + '\n')
@@ -361,7 +444,13 @@ def format_summary(summary: dict, out_dir: Path) -> str:
     if 'seg' in m:
         s = m['seg']
         lines.append(f"Semantic FPN + VAN (from scratch): mIoU {s.get('mIoU', 0) / 100:.3f}"
-                     f"  aAcc {s.get('aAcc', 0) / 100:.3f}")
+                     f"  aAcc {s.get('aAcc', 0) / 100:.3f}"
+                     f"  (classes: {', '.join(SEG_CLASSES)}; background included)")
+        iou = summary.get('seg_per_class', {}).get('IoU', {})
+        if iou:
+            lines.append('  IoU per class: ' + '  '.join(
+                f"{name} {'n/a' if v is None else format(v / 100, '.3f')}"
+                for name, v in iou.items()))
     lines += [f"time: {summary['total_s'] / 60:.1f} min in total (training "
               f"{summary['train_s'] / 60:.1f} min, testing {summary['test_s']:.0f} s)",
               f'outputs: {out_dir}/', *[f'  {p}' for p in summary['pictures']],
