@@ -138,7 +138,8 @@ model = dict(
     backbone={{{{_base_.backbone}}}},
     neck=dict(in_channels={{{{_base_.backbone_channels}}}}),
     roi_head=dict(bbox_head=[
-        dict(type='Shared4Conv1FCBBoxHead', in_channels=256, fc_out_channels=1024,
+        dict(type='Shared4Conv1FCBBoxHead', in_channels={width}, conv_out_channels={width},
+             fc_out_channels={fc},
              roi_feat_size=7, num_classes=80, norm_cfg=dict(type='BN'),
              bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.],
                              target_stds=s),
@@ -148,33 +149,57 @@ model = dict(
 '''
 
 
-def config_path(kind: ReleasedKind, tmp_path: Path) -> Path:
-    """The config file of ``kind`` (written to ``tmp_path`` where it is built by the test)."""
+def config_path(kind: ReleasedKind, tmp_path: Path, width: int = 256, fc: int = 1024) -> Path:
+    """The config file of ``kind`` (written to ``tmp_path`` where it is built by the test; its
+    RoI heads ``width`` channels wide with ``fc`` features)."""
     if kind.config != CASCADE_CONFIG:
         return REPO / kind.config
-    path = tmp_path / 'cascade_maskrcnn_uniformer_s.py'
+    path = tmp_path / f'cascade_maskrcnn_uniformer_s_{width}.py'
     path.write_text(_CASCADE_TEXT.format(
-        backbone=str(REPO / 'configs' / '_base_' / 'backbones' / 'uniformer_s.py')))
+        backbone=str(REPO / 'configs' / '_base_' / 'backbones' / 'uniformer_s.py'),
+        width=width, fc=fc))
     return path
 
 
+_NECK = dict(neck=dict(out_channels=16))
+_RPN = dict(rpn_head=dict(in_channels=16, feat_channels=16),
+            test_cfg=dict(rpn=dict(nms_pre=50, max_per_img=8), rcnn=dict(max_per_img=4)))
+_ROI = dict(bbox_roi_extractor=dict(out_channels=16), mask_roi_extractor=dict(out_channels=16),
+            mask_head=dict(in_channels=16, conv_out_channels=16))
+# Narrow necks and heads for the mechanics tests (same keys, small tensors), few proposals.
+_NARROW = {
+    'maskrcnn': dict(**_NECK, **_RPN, roi_head=dict(
+        _ROI, bbox_head=dict(in_channels=16, fc_out_channels=32))),
+    'cascade': dict(**_NECK, **_RPN, roi_head=_ROI),  # bbox heads: config_path(width=16)
+    'retinanet': dict(**_NECK, bbox_head=dict(in_channels=16, feat_channels=16)),
+    'fpn': dict(**_NECK, decode_head=dict(in_channels=[16] * 4, channels=16)),
+    'upernet': dict(decode_head=dict(channels=16), auxiliary_head=dict(channels=16)),
+}
+
+
+def _merged(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and \
+            isinstance(out.get(key), dict) else value
+    return out
+
+
 def reduced_config(kind: ReleasedKind, arch: dict, tmp_path: Path) -> Path:
-    """``kind``'s config with the backbone arch ``arch`` (channels follow) and few proposals
-    (fast on a CPU): what the mechanics tests load."""
+    """``kind``'s config with the backbone arch ``arch`` (channels follow), narrow necks and
+    heads and few proposals (fast on a CPU): what the mechanics tests load."""
     dims = list(arch['embed_dims'])
-    base = config_path(kind, tmp_path)
-    seg = '/seg/' in str(base)
-    parts = [f'backbone=dict(arch=dict(_delete_=True, **{arch!r}), init_cfg=None)']
-    if 'upernet_' in base.name:
-        parts += [f'decode_head=dict(in_channels={dims!r})',
-                  f'auxiliary_head=dict(in_channels={dims[2]})']
+    base = config_path(kind, tmp_path, width=16, fc=32)
+    head = base.name.split('_')[0]
+    model = _merged(_NARROW[head],
+                    dict(backbone=dict(arch=dict(_delete_=True, **arch), init_cfg=None)))
+    if head == 'upernet':
+        model = _merged(model, dict(decode_head=dict(in_channels=dims),
+                                    auxiliary_head=dict(in_channels=dims[2])))
     else:
-        parts.append(f'neck=dict(in_channels={dims!r})')
-    if not seg and 'retinanet' not in base.name:
-        parts.append('test_cfg=dict(rpn=dict(nms_pre=50, max_per_img=8), '
-                     'rcnn=dict(max_per_img=4))')
+        model = _merged(model, dict(neck=dict(in_channels=dims)))
     path = tmp_path / f'reduced_{base.name}'
-    path.write_text(f'_base_ = [{str(base)!r}]\nmodel = dict({", ".join(parts)})\n')
+    path.write_text(f'_base_ = [{str(base)!r}]\nmodel = {model!r}\n')
     return path
 
 

@@ -364,7 +364,7 @@ class FileConversion:
     state_dict: StateDict
 
 
-def model_class(family: str) -> type:
+def _model_class(family: str) -> type:
     return MODELS.get(f'mmhybrid.{get_converter(family).model_type}')
 
 
@@ -389,7 +389,7 @@ def convert_checkpoint_file(src: str,
     state_dict, others = read_checkpoint(src)
     state_dict, report = convert_state_dict(state_dict, family)
     report.dropped = others + report.dropped
-    cls = model_class(report.family)
+    cls = _model_class(report.family)
     if arch is None:
         matches = match_arch(cls, state_dict)
         if not matches:

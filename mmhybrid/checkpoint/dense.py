@@ -25,8 +25,8 @@ import torch.nn as nn
 
 from ..models.loading import CheckpointMismatchError, compare_state_dict, summarize_keys
 from .core import (ConversionReport, FileConversion, StateDict, check_destination,
-                   convert_checkpoint_file, convert_state_dict, match_arch, model_class,
-                   rename_prefix, save_checkpoint_object, strip_prefix, unwrap_state_dict)
+                   convert_checkpoint_file, convert_state_dict, match_arch, rename_prefix,
+                   save_checkpoint_object, strip_prefix, unwrap_state_dict)
 from .safe_load import CheckpointLoadError, load_foreign_checkpoint
 
 Shapes = Mapping[str, Tuple[int, ...]]
@@ -222,7 +222,7 @@ class DenseReport:
     model: str = ''
     renamed_head_keys: int = 0
     dropped_entries: List[str] = field(default_factory=list)  # optimizer, amp, ...
-    arch: Optional[str] = None
+    arch: Optional[str] = None  # the config's backbone arch, once checked against it
     classes: Optional[List[str]] = None
     palette_source: str = ''
     checked_against: Optional[str] = None
@@ -440,18 +440,6 @@ def _dataset_palette(classes: Tuple[str, ...], seg: bool) -> Optional[List[Tuple
     return None
 
 
-def _backbone_arch(family: str, state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """The released variant(s) the backbone part fits, for the report (``None``: a custom
-    arch)."""
-    try:
-        matches = match_arch(model_class(family),
-                             {k[len('backbone.'):]: v for k, v in state_dict.items()
-                              if k.startswith('backbone.')})
-    except Exception:  # noqa: BLE001 - naming the variant is informative only
-        return None
-    return '|'.join(matches) or None
-
-
 @dataclass
 class DenseConversion:
     """Result of :func:`convert_dense_checkpoint_file`."""
@@ -504,8 +492,6 @@ def convert_dense_checkpoint_file(src: str,
         check_fits_model(state_dict, model, what=f'the model of {config}')
         report.checked_against = f'the model of {config}'
         report.arch = getattr(getattr(model, 'backbone', None), 'arch_name', None)
-    else:
-        report.arch = _backbone_arch(report.backbone.family, state_dict)
     sha = save_checkpoint_object(checkpoint, dst) if dst is not None else None
     return DenseConversion(report, sha, checkpoint)
 
