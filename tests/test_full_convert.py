@@ -256,14 +256,20 @@ def test_cli_whole_file_recognised_checked_and_refused(tmp_path):
     assert torch.load(dst, weights_only=True)['meta']['dataset_meta']['palette'][0] == \
         [120, 120, 120]
     # A misfit writes nothing and names the problem; SRC is never a destination.
-    wrong = tmp_path / 'wrong.py'
-    wrong.write_text(f'_base_ = [{str(config)!r}]\n'
-                     'model = dict(decode_head=dict(num_classes=80))\n')
-    result = _cli(src, tmp_path / 'never.pth', '--config', wrong)
+    result = _cli(src, tmp_path / 'never.pth', '--config', config, '--cfg-options',
+                  'model.decode_head.num_classes=80', 'model.auxiliary_head.num_classes=80')
     assert result.returncode == 1
     assert 'file has 150 classes (decode_head.conv_seg: 150 outputs), config has 80' \
         in result.stderr
     assert not (tmp_path / 'never.pth').exists()
+    # Class names that do not go with the head: the file is inconsistent.
+    released = torch.load(src, weights_only=True)
+    released['meta']['CLASSES'] = released['meta']['CLASSES'][:3]
+    released['meta']['PALETTE'] = released['meta']['PALETTE'][:3]
+    torch.save(released, tmp_path / 'inconsistent.pth')
+    with pytest.raises(CheckpointMismatchError, match=r'meta CLASSES names 3 classes, but the '
+                       r'head has 150 \(decode_head\.conv_seg: 150 outputs\)'):
+        convert_dense_checkpoint_file(str(tmp_path / 'inconsistent.pth'), None)
     with pytest.raises(FileExistsError, match='over its source'):
         convert_any_checkpoint_file(str(src), str(src), overwrite=True)
     assert src.read_bytes() == before

@@ -478,9 +478,17 @@ def convert_dense_checkpoint_file(src: str,
     if isinstance(obj, Mapping):
         report.dropped_entries = [str(k) for k in obj if k not in _KEPT_ENTRIES]
     meta = obj.get('meta') if isinstance(obj, Mapping) else None
+    meta = dataset_meta(meta, state_dict, report)
+    if report.classes is not None:
+        shapes = _shapes(state_dict)
+        for _, count, evidence in num_classes(identify_heads(split_components(shapes)), shapes):
+            if count != len(report.classes):
+                raise CheckpointMismatchError(
+                    f'{src}: meta CLASSES names {len(report.classes)} classes, but the head has '
+                    f'{count} ({evidence})')
     checkpoint = {
         'meta': {
-            'dataset_meta': dataset_meta(meta, state_dict, report),
+            'dataset_meta': meta,
             'converted_from': {'file': os.path.basename(src), 'model': report.model,
                                'backbone_family': report.backbone.family},
         },
