@@ -228,6 +228,63 @@ def test_unknown_head_is_an_error_naming_it(extra, message, tmp_path):
         convert_dense_state_dict(sd)
 
 
+# ------------------------------------------------------------- meta: classes and palette
+def _ade(**changes):
+    meta = dict(_meta('ade20k'))
+    meta.update(changes)
+    return meta
+
+
+def _numpy_placeholder():
+    from mmhybrid.checkpoint.safe_load import _placeholder
+    return _placeholder('numpy.core.multiarray', '_reconstruct')()
+
+
+DATASET_META_CASES = {
+    # name: (meta, palette expected or error regex, report text)
+    'mmseg_0x': (lambda: _ade(), 'file', 'palette from the file'),
+    'mmdet_2x_coco_no_palette': (lambda: _meta('coco'), 'coco',
+                                 'palette of the dataset with these class names'),
+    'pickled_numpy_palette': (lambda: _ade(PALETTE=_numpy_placeholder()), 'ade20k',
+                              "the file's, a numpy.core.multiarray._reconstruct, is not read"),
+    'mmengine_dataset_meta': (lambda: {'dataset_meta': {'classes': ('a', 'b'),
+                                                        'palette': [[1, 2, 3], [4, 5, 6]]}},
+                              'file', 'palette from the file'),
+    'short_palette': (lambda: _ade(PALETTE=[[1, 2, 3]]),
+                      r'not one RGB triple per class \(1 colours for 150 classes\)', None),
+    'pairs_not_triples': (lambda: {'CLASSES': ('a', ), 'PALETTE': [[1, 2]]},
+                          'not one RGB triple per class', None),
+    'classes_a_string': (lambda: {'CLASSES': 'person'}, 'not a list of class names', None),
+}
+
+
+@pytest.mark.parametrize('case', list(DATASET_META_CASES))
+def test_dataset_meta_from_the_files_meta(case):
+    from mmhybrid.checkpoint.dense import DenseReport, dataset_meta
+    from mmhybrid.checkpoint.core import ConversionReport
+    make, expected, text = DATASET_META_CASES[case]
+    meta = make()
+    sd = {('decode_head.conv_seg.weight' if 'coco' not in case else 'rpn_head.rpn_conv.weight'):
+          torch.zeros(1)}
+    report = DenseReport(backbone=ConversionReport())
+    if text is None:
+        with pytest.raises(CheckpointMismatchError, match=expected):
+            dataset_meta(meta, sd, report)
+        return
+    result = dataset_meta(meta, sd, report)
+    classes = meta.get('CLASSES', meta.get('dataset_meta', {}).get('classes'))
+    assert result['classes'] == tuple(classes)
+    if expected == 'file':
+        palette = meta.get('PALETTE', meta.get('dataset_meta', {}).get('palette'))
+        assert result['palette'] == [list(c) for c in palette]
+    else:
+        from mmdet.datasets import CocoDataset
+        from mmseg.datasets import ADE20KDataset
+        dataset = CocoDataset if expected == 'coco' else ADE20KDataset
+        assert result['palette'] == [list(c) for c in dataset.METAINFO['palette']]
+    assert text in report.format()
+
+
 # ------------------------------------------------------------- the CLI
 def _cli(*args):
     return subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_checkpoint.py'),

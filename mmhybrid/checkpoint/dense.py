@@ -27,7 +27,7 @@ from ..models.loading import CheckpointMismatchError, compare_state_dict, summar
 from .core import (ConversionReport, FileConversion, StateDict, check_destination,
                    convert_checkpoint_file, convert_state_dict, match_arch, rename_prefix,
                    save_checkpoint_object, strip_prefix, unwrap_state_dict)
-from .safe_load import CheckpointLoadError, load_foreign_checkpoint
+from .safe_load import CheckpointLoadError, InertObject, load_foreign_checkpoint
 
 Shapes = Mapping[str, Tuple[int, ...]]
 # The parts of a detector/segmenter next to its backbone, in the order models declare them.
@@ -169,7 +169,7 @@ def identify_heads(parts: Mapping[str, Mapping[str, Any]],
                 heads[component] = spec
                 break
         else:
-            detail = (f'keys a {candidates[0].name} does not have: '
+            detail = (f'keys a {candidates[-1].name} does not have: '
                       f'{summarize_keys([f"{component}.{k}" for k in strange])}' if candidates
                       else f'keys like {summarize_keys([f"{component}.{k}" for k in keys])}')
             raise CheckpointMismatchError(
@@ -239,9 +239,9 @@ class DenseReport:
         if self.dropped_entries:
             lines.append(f'dropped training state: {", ".join(self.dropped_entries)}')
         if self.classes is not None:
-            lines.append(f'dataset_meta: {len(self.classes)} classes'
-                         + (f', palette {self.palette_source}' if self.palette_source else
-                            ', no palette'))
+            lines.append(f'dataset_meta: {len(self.classes)} classes, '
+                         + ('palette ' if self.palette_source.startswith(('from', 'of')) else
+                            'no palette') + self.palette_source)
         else:
             lines.append('dataset_meta: the file names no classes')
         if self.checked_against:
@@ -404,21 +404,25 @@ def dataset_meta(meta: Any, state_dict: Mapping[str, torch.Tensor],
                                       f'{type(classes).__name__}')
     result: Dict[str, Any] = {'classes': tuple(classes)}
     report.classes = list(classes)
+    unreadable = ''
+    if isinstance(palette, InertObject):  # e.g. a pickled numpy array: not unpickled, on purpose
+        unreadable = f' (the file\'s, a {palette._mmhybrid_global}, is not read)'
+        palette = None
     if palette is not None:
         try:
             palette = [tuple(int(v) for v in color) for color in palette]
         except (TypeError, ValueError) as error:
             raise CheckpointMismatchError(f'meta PALETTE is not a list of RGB triples '
                                           f'({error})') from error
-        if len(palette) != len(classes):
-            raise CheckpointMismatchError(f'meta PALETTE has {len(palette)} colours for '
-                                          f'{len(classes)} classes')
+        if len(palette) != len(classes) or any(len(color) != 3 for color in palette):
+            raise CheckpointMismatchError(f'meta PALETTE is not one RGB triple per class '
+                                          f'({len(palette)} colours for {len(classes)} classes)')
         report.palette_source = 'from the file'
     else:
         palette = _dataset_palette(tuple(classes),
                                    'decode_head' in split_components(state_dict))
-        if palette is not None:
-            report.palette_source = 'of the dataset with these class names'
+        report.palette_source = ('of the dataset with these class names'
+                                 if palette is not None else '') + unreadable
     if palette is not None:
         result['palette'] = [list(color) for color in palette]
     return result
