@@ -117,6 +117,8 @@ def test_released_file_converts_and_loads_with_its_outputs(kind, tmp_path):
     assert converted['meta']['dataset_meta']['classes'] == _meta(row.dataset)['CLASSES']
     assert len(converted['meta']['dataset_meta']['palette']) == len(_meta(row.dataset)['CLASSES'])
     assert sorted(converted['state_dict']) == sorted(weights)
+    again, _ = convert_dense_state_dict(converted['state_dict'])  # idempotent
+    assert list(again) == list(converted['state_dict'])
 
     load_checkpoint(loaded, str(dst), map_location='cpu', strict=True)
     inputs = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))

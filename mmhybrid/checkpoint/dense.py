@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..models.loading import CheckpointMismatchError, compare_state_dict, summarize_keys
-from .core import (ConversionReport, FileConversion, StateDict, check_destination,
+from .core import (ConversionReport, StateDict, check_destination,
                    convert_checkpoint_file, convert_state_dict, match_arch, rename_prefix,
                    save_checkpoint_object, strip_prefix, unwrap_state_dict)
 from .safe_load import CheckpointLoadError, InertObject, load_foreign_checkpoint
@@ -549,8 +549,8 @@ def convert_any_checkpoint_file(src: str,
 
 
 __all__ = [
-    'COMPONENTS', 'HEADS', 'DenseConversion', 'DenseReport', 'FileConversion', 'HeadSpec',
-    'check_fits_model', 'convert_any_checkpoint_file', 'convert_dense_checkpoint_file',
-    'convert_dense_state_dict', 'dataset_meta', 'describe', 'fit_problems', 'identify_heads', 'is_dense_model',
+    'COMPONENTS', 'HEADS', 'DenseConversion', 'DenseReport', 'HeadSpec', 'check_fits_model',
+    'convert_any_checkpoint_file', 'convert_dense_checkpoint_file', 'convert_dense_state_dict',
+    'dataset_meta', 'describe', 'fit_problems', 'identify_heads', 'is_dense_model',
     'split_components'
 ]
