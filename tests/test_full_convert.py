@@ -172,6 +172,10 @@ WRONG_PAIRINGS = {
         r"backbone variant: the file's backbone does not fit the config's "
         r"UniFormer\(arch='base'\); the file's backbone is UniFormer\(arch='small'\): \d+ "
         r"keys of the config's backbone absent from the file: stages\.\*\.blocks"),
+    'crossformer_file_uniformer_config': (
+        'maskrcnn_crossformer_s_1x', 'configs/det/maskrcnn_uniformer_s_1x.py',
+        r"backbone family: the file's backbone is crossformer, the config's is "
+        r"UniFormer\(arch='small'\)"),
     'maskrcnn_file_cascade_config': (
         'maskrcnn_uniformer_s_1x', 'cascade',
         r'head type: file has rpn_head/roi_head \(Mask R-CNN\), config expects '

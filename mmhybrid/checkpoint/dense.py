@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 
 from ..models.loading import CheckpointMismatchError, compare_state_dict, summarize_keys
-from .core import (ConversionReport, StateDict, check_destination,
-                   convert_checkpoint_file, convert_state_dict, match_arch, rename_prefix,
+from .core import (ConversionReport, StateDict, check_destination, convert_checkpoint_file,
+                   convert_state_dict, detect_family, match_arch, rename_prefix,
                    save_checkpoint_object, strip_prefix, unwrap_state_dict)
 from .safe_load import CheckpointLoadError, InertObject, load_foreign_checkpoint
 
@@ -156,7 +156,8 @@ def identify_heads(parts: Mapping[str, Mapping[str, Any]],
         raise CheckpointMismatchError(
             f'{source} has parts this converter does not know: '
             + ', '.join(f'{c}.* (e.g. {c}.{next(iter(parts[c]))})' for c in unknown)
-            + f'; known: backbone, {", ".join(COMPONENTS)}')
+            + f'; known: backbone, {", ".join(COMPONENTS)} (for a classifier file, '
+            f'--backbone-only converts its backbone)')
     heads: 'OrderedDict[str, HeadSpec]' = OrderedDict()
     for component, keys in parts.items():
         if component == 'backbone':
@@ -310,6 +311,10 @@ def _backbone_problem(file_shapes: Shapes, model: nn.Module) -> Optional[str]:
         return None
     name = type(backbone).__name__
     arch = getattr(backbone, 'arch_name', '?')
+    family = detect_family(sd)
+    if family is not None and family != getattr(backbone, 'family', family):
+        return (f'backbone family: the file\'s backbone is {family}, the config\'s is '
+                f'{name}(arch={arch!r})')
     details = []
     if comparison.mismatched:
         details.append(f'{len(comparison.mismatched)} backbone shapes differ, e.g. '
