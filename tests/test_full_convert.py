@@ -352,6 +352,7 @@ OWN_TOOL_RUNS = {
 }
 
 
+@pytest.mark.xdist_group('e2e')
 @pytest.mark.parametrize('kind', list(OWN_TOOL_RUNS))
 def test_own_test_tool_runs_the_converted_file(kind, tmp_path, shapes_root):
     """mmdet's / mmseg's own ``tools/test.py`` evaluate a converted file on the synthetic
