@@ -1,13 +1,21 @@
 #!/usr/bin/env python
-"""Convert an official ImageNet checkpoint to mmhybrid backbone weights.
+"""Convert an official checkpoint: ImageNet backbone weights, or a whole released detector or
+segmenter (mmdet 2.x / mmseg 0.x) to an mmengine checkpoint.
 
     python tools/convert_checkpoint.py pretrained/van_b2.pth.tar pretrained/van_b2_mmhybrid.pth
+    python tools/convert_checkpoint.py mask_rcnn_crossformer_s.pth maskrcnn_crossformer_s.pth \
+        --config configs/det/maskrcnn_crossformer_s_1x.py
 
-Reads SRC without executing code from it, recognises the family (or takes --family), converts the
-keys, checks them against the arch (--arch, or every official variant), and writes a plain tensor
-state dict to DST atomically (loadable with ``torch.load(DST, weights_only=True)``). Prints the
-sha256 and the key report. Exits with 1 when keys are left unmatched or do not fit the arch; SRC
-is never overwritten.
+Reads SRC without executing code from it. A backbone file: recognises the family (or takes
+--family), converts the keys, checks them against the arch (--arch, or every official variant),
+and writes a plain tensor state dict to DST (loadable with ``torch.load(DST, weights_only=True)``).
+A whole detector/segmenter (a backbone next to a neck or heads; --full forces it,
+--backbone-only takes just its backbone the first way): converts the backbone with the family
+converter, maps the neck and heads, drops optimizer/amp state and writes ``state_dict`` and
+``meta.dataset_meta`` (classes, palette) for ``tools/test.py`` / ``load_from``; --config checks
+that every key loads into that config's model (class count, head type, cascade stages, backbone
+variant). DST is written atomically; prints the sha256 and the key report. Exits with 1 when keys
+are left unmatched or do not fit; SRC is never overwritten.
 """
 import argparse
 import json
@@ -18,13 +26,15 @@ _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
 
+from mmengine.config import DictAction  # noqa: E402
+
 from mmhybrid.checkpoint import CONVERTERS, CheckpointLoadError, CheckpointMismatchError  # noqa
-from mmhybrid.checkpoint.core import convert_checkpoint_file  # noqa
+from mmhybrid.checkpoint.dense import DenseConversion, convert_any_checkpoint_file  # noqa
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official checkpoint file')
+    parser.add_argument('src', help='official checkpoint file (backbone, or whole model)')
     parser.add_argument('dst', nargs='?', help='output file (omit with --check)')
     parser.add_argument('--family', default='auto', choices=['auto', *CONVERTERS],
                         help='checkpoint family (default: recognised from the keys)')
@@ -33,6 +43,17 @@ def parse_args(argv=None):
                         'matching official variant)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing DST')
     parser.add_argument('--check', action='store_true', help='only check, write nothing')
+    whole = parser.add_mutually_exclusive_group()
+    whole.add_argument('--full', action='store_true', default=None,
+                       help='SRC is a whole detector/segmenter (default: recognised from its '
+                       'keys)')
+    whole.add_argument('--backbone-only', dest='full', action='store_false',
+                       help='convert only the backbone of a detector/segmenter file')
+    parser.add_argument('--config', default=None,
+                        help='check that the converted whole model loads into this mmdet/mmseg '
+                        'config\'s model, every key placed')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                        help='override settings of --config (key=value)')
     args = parser.parse_args(argv)
     if args.dst is None and not args.check:
         parser.error('give DST, or --check to only verify SRC')
@@ -44,16 +65,21 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        result = convert_checkpoint_file(args.src, None if args.check else args.dst,
-                                         family=args.family, arch=args.arch,
-                                         overwrite=args.overwrite)
-    except (CheckpointLoadError, CheckpointMismatchError, FileExistsError) as error:
+        result = convert_any_checkpoint_file(
+            args.src, None if args.check else args.dst, full=args.full, config=args.config,
+            cfg_options=args.cfg_options, family=args.family, arch=args.arch,
+            overwrite=args.overwrite)
+    except (CheckpointLoadError, CheckpointMismatchError, FileExistsError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
-    print(f'family: {result.family}  arch: {result.arch}')
+    if isinstance(result, DenseConversion):
+        num_tensors = len(result.checkpoint['state_dict'])
+    else:
+        print(f'family: {result.family}  arch: {result.arch}')
+        num_tensors = len(result.state_dict)
     print(result.report.format())
     if result.sha256 is not None:
-        print(f'wrote {args.dst} ({len(result.state_dict)} tensors)\nsha256: {result.sha256}')
+        print(f'wrote {args.dst} ({num_tensors} tensors)\nsha256: {result.sha256}')
     else:
         print('check passed; nothing written')
     return 0

@@ -323,13 +323,35 @@ class CheckedPretrainedInit:
         return f'{type(self).__name__}: load from {self.checkpoint}'
 
 
-def save_state_dict(state_dict: Mapping[str, torch.Tensor], dst: str) -> str:
-    """Writes a plain tensor state dict atomically; returns its sha256."""
+def save_checkpoint_object(obj: Any, dst: str) -> str:
+    """Writes ``obj`` (tensors in plain containers) with ``torch.save`` atomically; returns the
+    file's sha256."""
     buffer = io.BytesIO()
-    torch.save(OrderedDict((k, v.contiguous()) for k, v in state_dict.items()), buffer)
+    torch.save(obj, buffer)
     data = buffer.getvalue()
     atomic_write_bytes(data, dst)
     return hashlib.sha256(data).hexdigest()
+
+
+def save_state_dict(state_dict: Mapping[str, torch.Tensor], dst: str) -> str:
+    """Writes a plain tensor state dict atomically; returns its sha256."""
+    return save_checkpoint_object(
+        OrderedDict((k, v.contiguous()) for k, v in state_dict.items()), dst)
+
+
+def check_destination(src: str, dst: Optional[str], overwrite: bool = False) -> None:
+    """Refuses to write onto ``src``, or over an existing ``dst`` unless ``overwrite``.
+
+    Raises:
+        FileExistsError: ``dst`` is ``src``, or exists without ``overwrite``.
+    """
+    if dst is None or not os.path.exists(dst):
+        return
+    if os.path.exists(src) and os.path.samefile(src, dst):
+        raise FileExistsError(f'refusing to write the converted checkpoint over its source '
+                              f'{src}')
+    if not overwrite:
+        raise FileExistsError(f'{dst} exists; pass --overwrite to replace it')
 
 
 @dataclass
@@ -363,12 +385,7 @@ def convert_checkpoint_file(src: str,
         CheckpointMismatchError: keys were left unmatched or do not fit the arch.
         FileExistsError: ``dst`` exists (without ``overwrite``) or is ``src``.
     """
-    if dst is not None:
-        if os.path.exists(dst) and os.path.samefile(src, dst):
-            raise FileExistsError(f'refusing to write the converted checkpoint over its source '
-                                  f'{src}')
-        if os.path.exists(dst) and not overwrite:
-            raise FileExistsError(f'{dst} exists; pass --overwrite to replace it')
+    check_destination(src, dst, overwrite)
     state_dict, others = read_checkpoint(src)
     state_dict, report = convert_state_dict(state_dict, family)
     report.dropped = others + report.dropped

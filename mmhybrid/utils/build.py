@@ -1,7 +1,9 @@
 """Backbones named as the tools name them: ``family:arch`` (``van:b2``, ``crossformer:small``)."""
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
+import torch
 import torch.nn as nn
+from mmengine.config import Config
 
 from .. import models  # noqa: F401  (registers the backbones)
 from ..registry import MODELS
@@ -47,3 +49,31 @@ def build_backbone(spec: str, kwargs: Optional[Dict[str, Any]] = None) -> nn.Mod
     if arch:
         cfg['arch'] = arch
     return MODELS.build(cfg)
+
+
+def build_config_model(config: Union[str, Config],
+                       cfg_options: Optional[Dict[str, Any]] = None,
+                       device: Optional[str] = None) -> nn.Module:
+    """The model of an mmdet/mmseg config, built in the config's registry scope with the backbone
+    from scratch (``init_cfg=None``: nothing is read from disk). ``device='meta'`` builds it
+    without memory or initialisation, for key and shape checks.
+    """
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.model.backbone.init_cfg = None
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    # Imported here, not at the top: only the config's own codebase is needed, and importing
+    # mmdet or mmseg costs seconds.
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS as SCOPE_MODELS
+    elif scope == 'mmseg':
+        from mmseg.registry import MODELS as SCOPE_MODELS
+    else:
+        raise ValueError(f'config scope {scope!r}: expected an mmdet or mmseg config')
+    if device is None:
+        return SCOPE_MODELS.build(cfg.model)
+    with torch.device(device):
+        return SCOPE_MODELS.build(cfg.model)

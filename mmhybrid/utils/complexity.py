@@ -10,11 +10,9 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from torch.utils.flop_counter import FlopCounterMode
 
-from .build import build_backbone
+from .build import build_backbone, build_config_model
 
 aten = torch.ops.aten
 
@@ -105,16 +103,7 @@ def config_complexity(config: str, shape: Sequence[int] = (224, 224)) -> List[Co
     """Parameters and MACs of an mmdet/mmseg config's backbone and backbone + neck on a 1x3xHxW
     input (heads are not counted), and the parameters of the whole model. The backbone starts
     from scratch (``init_cfg=None``)."""
-    cfg = Config.fromfile(config)
-    cfg.model.backbone.init_cfg = None
-    init_default_scope(cfg.default_scope)
-    # Imported here, not at the top: only the config's own codebase is needed, and importing
-    # mmdet or mmseg costs seconds.
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    model = MODELS.build(cfg.model).eval()
+    model = build_config_model(config).eval()
     x = torch.randn(1, 3, *shape)
     feat = nn.ModuleList([model.backbone] + ([model.neck] if hasattr(model, 'neck') else []))
     backbone = model.backbone
