@@ -3,6 +3,7 @@
 official recipe of its family."""
 import ast
 import fnmatch
+import re
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,14 @@ def test_configs_exist():
     assert any('van' in c for c in CONFIGS)
 
 
-@pytest.mark.parametrize('path', CONFIGS)
+# Test-time variants of a trained model (UniFormer's `_w32` / `_h32` over `_g`): they change only
+# the backbone's attention layout (test_test_variant_changes_only_the_attention below), so they
+# build and load the same weights; the window/hybrid layouts run in tests/test_uniformer.py.
+TEST_VARIANTS = {c: re.sub(r'_(w32|h32)\.py$', '_g.py', c) for c in CONFIGS
+                 if re.search(r'_(w32|h32)\.py$', c)}
+
+
+@pytest.mark.parametrize('path', [c for c in CONFIGS if c not in TEST_VARIANTS])
 def test_config_builds_and_runs(path):
     kind = Path(path).parent.name
     name = Path(path).name
@@ -272,6 +280,18 @@ def test_seg_tta_builds(path, tmp_path):
         # 300x451 scaled to short side `short`, then up to a multiple of 32 where configured.
         assert h == (-(-short // 32) * 32 if aligned else short)
         assert w % 32 == 0 if aligned else w == int(451 * short / 300 + 0.5)
+
+
+@pytest.mark.parametrize('path', sorted(TEST_VARIANTS))
+def test_test_variant_changes_only_the_attention(path):
+    trained = Config.fromfile(str(REPO / TEST_VARIANTS[path])).to_dict()
+    variant = Config.fromfile(str(REPO / path)).to_dict()
+    mode = 'window' if path.endswith('_w32.py') else 'hybrid'
+    assert variant['model']['backbone'].pop('attn_modes') == (mode, 'global')
+    assert variant['model']['backbone'].pop('window_size') == 32
+    assert trained['model']['backbone'].pop('attn_modes') == ('global', 'global')
+    trained['model']['backbone'].pop('window_size')
+    assert variant == trained
 
 
 def _assigned(path: Path, name: str):
