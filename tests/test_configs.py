@@ -3,6 +3,7 @@
 official recipe of its family."""
 import ast
 import fnmatch
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ CONFIGS = sorted(str(p.relative_to(REPO)) for d in ('det', 'seg')
                  for p in (REPO / 'configs' / d).glob('*.py'))
 DEMO_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs' / 'demo').glob('*.py'))
 NAME_PATTERN = {
-    'det': ('retinanet_', 'maskrcnn_'),
+    'det': ('retinanet_', 'maskrcnn_', 'cascade_maskrcnn_'),
     'seg': ('fpn_', 'upernet_'),
 }
 
@@ -40,7 +41,14 @@ def test_configs_exist():
     assert any('van' in c for c in CONFIGS)
 
 
-@pytest.mark.parametrize('path', CONFIGS)
+# Test-time variants of a trained model (UniFormer's `_w32` / `_h32` over `_g`): they change only
+# the backbone's attention layout (test_test_variant_changes_only_the_attention below), so they
+# build and load the same weights; the window/hybrid layouts run in tests/test_uniformer.py.
+TEST_VARIANTS = {c: re.sub(r'_(w32|h32)\.py$', '_g.py', c) for c in CONFIGS
+                 if re.search(r'_(w32|h32)\.py$', c)}
+
+
+@pytest.mark.parametrize('path', [c for c in CONFIGS if c not in TEST_VARIANTS])
 def test_config_builds_and_runs(path):
     kind = Path(path).parent.name
     name = Path(path).name
@@ -83,6 +91,12 @@ _DET_1X = dict(
         dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1)],
     train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1),
     batch_size=2)
+_DET_3X = dict(  # mmdet 2.x's 1x warm-up, steps at epochs 27 and 33
+    param_scheduler=[
+        dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+        dict(type='MultiStepLR', begin=0, end=36, by_epoch=True, milestones=[27, 33], gamma=0.1)],
+    train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=36, val_interval=1),
+    batch_size=2)
 _FPN_POLY = dict(
     param_scheduler=[
         dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=80000, by_epoch=False)],
@@ -100,6 +114,10 @@ RECIPES = [
     ('det/*_crossformer_*', dict(_DET_1X, optim_wrapper=dict(
         type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
         clip_grad=None))),
+    ('det/*_uniformer_*_3x_ms.py', dict(_DET_3X, optim_wrapper=dict(
+        type='OptimWrapper',
+        optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}), clip_grad=None))),
     ('det/*_uniformer_*', dict(_DET_1X, optim_wrapper=dict(
         type='OptimWrapper',
         optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
@@ -129,6 +147,9 @@ RECIPES = [
     ('seg/fpn_*', dict(_FPN_POLY, optim_wrapper=dict(
         type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
         clip_grad=None))),
+    ('seg/upernet_van_b4*', dict(_UPERNET, batch_size=4, optim_wrapper=dict(  # official B4: 4/GPU
+        type='OptimWrapper', optimizer=_UPERNET_OPTIM,
+        paramwise_cfg=dict(custom_keys={'layer_scale': _NO_DECAY, 'norm': _NO_DECAY})))),
     ('seg/upernet_van_*', dict(_UPERNET, optim_wrapper=dict(
         type='OptimWrapper', optimizer=_UPERNET_OPTIM,
         paramwise_cfg=dict(custom_keys={'layer_scale': _NO_DECAY, 'norm': _NO_DECAY})))),
@@ -139,10 +160,21 @@ RECIPES = [
         type='OptimWrapper', optimizer=_UPERNET_OPTIM,
         paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY})))),
 ]
-# Drop-path rates the dense configs set over the backbone file's (UniFormer's segmentation ones).
+# Drop-path rates of the official configs where a dense config sets its own over the backbone
+# file's (UniFormer's segmentation and 3x detection ones, VAN's UPerNet).
 DROP_PATH = {
     'seg/fpn_uniformer_s_80k.py': 0.1, 'seg/fpn_uniformer_b_80k.py': 0.2,
     'seg/upernet_uniformer_s_160k.py': 0.25, 'seg/upernet_uniformer_b_160k.py': 0.4,
+    **{f'seg/fpn_uniformer_s_80k_{t}.py': 0.1 for t in ('g', 'w32', 'h32')},
+    **{f'seg/fpn_uniformer_b_80k_{t}.py': 0.2 for t in ('g', 'w32', 'h32')},
+    **{f'seg/upernet_uniformer_s_160k_{t}.py': 0.25 for t in ('g', 'w32', 'h32')},
+    **{f'seg/upernet_uniformer_b_160k_{t}.py': 0.4 for t in ('g', 'w32', 'h32')},
+    'det/maskrcnn_uniformer_s_3x_ms.py': 0.1, 'det/maskrcnn_uniformer_b_3x_ms.py': 0.3,
+    'det/cascade_maskrcnn_uniformer_s_3x_ms.py': 0.2,
+    'det/cascade_maskrcnn_uniformer_b_3x_ms.py': 0.4,
+    'seg/upernet_van_b2_160k.py': 0.1, 'seg/upernet_van_b3_160k.py': 0.3,
+    'seg/upernet_van_b4_160k.py': 0.4, 'seg/upernet_van_b4_in22k_160k.py': 0.4,
+    'seg/upernet_van_b5_160k.py': 0.4, 'seg/upernet_van_b6_160k.py': 0.5,
 }
 
 
@@ -174,6 +206,92 @@ def test_config_keeps_its_official_recipe(path):
         checkpoint_every = cfg.default_hooks.checkpoint
         assert checkpoint_every.by_epoch is False
         assert checkpoint_every.interval == cfg.train_cfg.val_interval
+
+
+# The official test of each segmenter (configs/_base_/seg/ade20k_test.py), written out: the
+# resize steps of the single-scale pipeline (short side 512, long side at most 2048; rounded up to
+# a multiple of 32 where the official pipeline had `AlignResize` / `ResizeToMultiple`) and whether
+# the `--tta` pipeline flips. First matching pattern wins.
+_SHORT_512 = [dict(type='Resize', scale=(2048, 512), keep_ratio=True)]
+_ALIGN_32 = _SHORT_512 + [dict(type='ResizeToMultiple', size_divisor=32)]
+SEG_TESTS = [
+    ('seg/*_crossformer_*', _ALIGN_32, False),  # official ade20k[_swin].py: flip=False
+    ('seg/fpn_uniformer_*', _ALIGN_32, True),
+    ('seg/*_van_*', _ALIGN_32, True),
+    ('seg/*', _SHORT_512, True),
+]
+# mmseg 0.x MultiScaleFlipAug(img_scale=(2048, 512), img_ratios=[0.5, ..., 1.75]) targets.
+MS_SCALES = [(1024, 256), (1536, 384), (2048, 512), (2560, 640), (3072, 768), (3584, 896)]
+SEG_CONFIGS = [c for c in CONFIGS if c.startswith('configs/seg/')]
+
+
+@pytest.mark.parametrize('path', SEG_CONFIGS)
+def test_seg_config_keeps_its_official_test(path):
+    cfg = Config.fromfile(str(REPO / path))
+    rel = str(Path(path).relative_to('configs'))
+    resizes, flip = next((r, f) for pattern, r, f in SEG_TESTS if fnmatch.fnmatch(rel, pattern))
+    assert cfg.model.test_cfg.mode == 'whole'
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        steps = [t for t in loader.dataset.pipeline if 'Resize' in t['type']]
+        assert _plain(steps) == _plain(resizes)
+    load, tta = cfg.tta_pipeline
+    assert load['type'] == 'LoadImageFromFile' and tta['type'] == 'TestTimeAug'
+    scales, *rest = tta['transforms']
+    assert [tuple(t['scale']) for t in scales] == MS_SCALES
+    assert all(t['type'] == 'Resize' and t['keep_ratio'] for t in scales)
+    if len(resizes) == 2:
+        assert _plain(rest.pop(0)) == _plain(resizes[1:])
+    flips = rest.pop(0)
+    assert [t['prob'] for t in flips] == ([0., 1.] if flip else [0.])
+    assert [[t['type'] for t in step] for step in rest] == [['LoadAnnotations'],
+                                                            ['PackSegInputs']]
+
+
+# One config per kind of `--tta` pipeline: mmhybrid's tools/test.py --tta wraps the model in
+# mmseg's SegTTAModel and feeds it every scale x flip of an image, each rounded as configured.
+@pytest.mark.parametrize('path', ['configs/seg/upernet_crossformer_s_160k.py',
+                                  'configs/seg/upernet_van_b2_160k.py',
+                                  'configs/seg/upernet_uniformer_s_160k_g.py'])
+def test_seg_tta_builds(path, tmp_path):
+    import mmcv
+    import numpy as np
+    from mmseg.registry import MODELS, TRANSFORMS
+
+    from mmhybrid.engine.runner import use_tta
+    cfg = load(path)
+    use_tta(cfg)
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model)
+    assert type(model).__name__ == 'SegTTAModel' and hasattr(model.module, 'decode_head')
+    image = np.random.default_rng(0).integers(0, 255, (300, 451, 3), dtype=np.uint8)
+    mmcv.imwrite(image, str(tmp_path / 'a.jpg'))
+    mmcv.imwrite(image[..., 0], str(tmp_path / 'a.png'))
+    load_image, tta = [TRANSFORMS.build(t) for t in cfg.test_dataloader.dataset.pipeline]
+    results = tta(load_image(dict(img_path=str(tmp_path / 'a.jpg'),
+                                  seg_map_path=str(tmp_path / 'a.png'), reduce_zero_label=True,
+                                  seg_fields=[])))
+    shapes = [sample.metainfo['img_shape'] for sample in results['data_samples']]
+    flips = [sample.metainfo['flip'] for sample in results['data_samples']]
+    aligned = 'crossformer' in path or 'van' in path
+    assert len(shapes) == len(MS_SCALES) * (1 if 'crossformer' in path else 2)
+    assert flips == [False, True] * len(MS_SCALES) if len(shapes) > len(MS_SCALES) else \
+        flips == [False] * len(MS_SCALES)
+    for (h, w), (_, short) in zip(shapes[::len(shapes) // len(MS_SCALES)], MS_SCALES):
+        # 300x451 scaled to short side `short`, then up to a multiple of 32 where configured.
+        assert h == (-(-short // 32) * 32 if aligned else short)
+        assert w % 32 == 0 if aligned else w == int(451 * short / 300 + 0.5)
+
+
+@pytest.mark.parametrize('path', sorted(TEST_VARIANTS))
+def test_test_variant_changes_only_the_attention(path):
+    trained = Config.fromfile(str(REPO / TEST_VARIANTS[path])).to_dict()
+    variant = Config.fromfile(str(REPO / path)).to_dict()
+    mode = 'window' if path.endswith('_w32.py') else 'hybrid'
+    assert variant['model']['backbone'].pop('attn_modes') == (mode, 'global')
+    assert variant['model']['backbone'].pop('window_size') == 32
+    assert trained['model']['backbone'].pop('attn_modes') == ('global', 'global')
+    trained['model']['backbone'].pop('window_size')
+    assert variant == trained
 
 
 def _assigned(path: Path, name: str):

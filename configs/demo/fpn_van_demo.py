@@ -7,7 +7,7 @@
 # with mmseg's BaseSegDataset and the ADE20K file suffixes (.jpg/.png). Unlike ADE20K, label 0
 # (background) is a class here (reduce_zero_label=False): the model is trained and evaluated on
 # finding the shapes, not only on telling them apart where a shape is known to be.
-_base_ = ['../seg/fpn_van_b0_80k.py']
+_base_ = ['../seg/fpn_van_b0_40k.py']
 import mmhybrid.datasets  # noqa: E402  (a module: mmengine keeps it out of the config)
 
 data_root = 'data/shapes/ade20k'

@@ -1,8 +1,9 @@
-# UPerNet with a CrossFormer-B backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). Official
-# config: segmentation/configs/upernet_crossformer_b_ade20k.py. Published mIoU: 49.7 single scale,
-# 50.6 multi-scale.
+# UPerNet with a CrossFormer-B backbone on ADE20K (recipe:
+# ../_base_/seg/upernet_crossformer_160k.py). Official config:
+# segmentation/configs/upernet_crossformer_b_ade20k.py. Published mIoU: 49.7 single scale, 50.6
+# multi-scale.
 _base_ = [
-    '../_base_/seg/upernet_160k.py',
+    '../_base_/seg/upernet_crossformer_160k.py',
     '../_base_/backbones/crossformer_b.py',
 ]
 model = dict(

@@ -1,8 +1,9 @@
-# UPerNet with a CrossFormer-S backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). Official
-# config: segmentation/configs/upernet_crossformer_s_ade20k.py. Published mIoU: 47.6 single scale,
-# 48.4 multi-scale.
+# UPerNet with a CrossFormer-S backbone on ADE20K (recipe:
+# ../_base_/seg/upernet_crossformer_160k.py). Official config:
+# segmentation/configs/upernet_crossformer_s_ade20k.py. Published mIoU: 47.6 single scale, 48.4
+# multi-scale.
 _base_ = [
-    '../_base_/seg/upernet_160k.py',
+    '../_base_/seg/upernet_crossformer_160k.py',
     '../_base_/backbones/crossformer_s.py',
 ]
 model = dict(

@@ -1,8 +1,8 @@
-# UPerNet with a CrossFormer-T backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). The
-# recipe of the official CrossFormer-S/B/L UPerNet configs. Published: none (no official
-# CrossFormer-T segmentation result).
+# UPerNet with a CrossFormer-T backbone on ADE20K (recipe:
+# ../_base_/seg/upernet_crossformer_160k.py). The recipe of the official CrossFormer-S/B/L UPerNet
+# configs. Published: none (no official CrossFormer-T segmentation result).
 _base_ = [
-    '../_base_/seg/upernet_160k.py',
+    '../_base_/seg/upernet_crossformer_160k.py',
     '../_base_/backbones/crossformer_t.py',
 ]
 model = dict(

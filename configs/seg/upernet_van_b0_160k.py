@@ -1,10 +1,13 @@
-# UPerNet with a VAN-B0 backbone on ADE20K (recipe: ../_base_/seg/upernet_van_160k.py). Published
-# mIoU: 41.1 (multi-scale).
+# UPerNet with a VAN-B0 backbone on ADE20K (recipe: ../_base_/seg/upernet_van_160k.py). Official
+# config: configs/upernet/1k_pretrained/upernet_van_b0_512x512_160k_ade20k.py (VAN-Segmentation).
+# The UPerNet files come from the newer VAN code, whose stage-ending LayerNorms use eps 1e-5 (the
+# Semantic FPN files and the classification code: 1e-6). Published mIoU: 41.1 (multi-scale; no file
+# released).
 _base_ = [
     '../_base_/seg/upernet_van_160k.py',
     '../_base_/backbones/van_b0.py',
 ]
 model = dict(
-    backbone={{_base_.backbone}},
+    backbone=dict(_base_.backbone, stage_norm_eps=1e-5),
     decode_head=dict(in_channels={{_base_.backbone_channels}}),
     auxiliary_head=dict(in_channels={{_base_.backbone_stage3_channels}}))

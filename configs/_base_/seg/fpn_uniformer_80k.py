@@ -12,3 +12,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=80000, eta_min_ratio=1e-8, begin=0, end=80000,
          by_epoch=False),
 ]
+# Test (official fpn_seg/configs/_base_/datasets/ade20k.py): `AlignResize`, i.e. the image
+# resized up to a multiple of 32, whole-image inference.
+val_dataloader = dict(dataset=dict(pipeline=_base_.align32_test_pipeline))
+test_dataloader = val_dataloader
+tta_pipeline = _base_.align32_ms_flip_tta_pipeline

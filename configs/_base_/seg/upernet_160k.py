@@ -5,7 +5,7 @@
 # (VAN-Segmentation) use, and which HAT-Net, TransCNN and CMT (no official UPerNet recipe) borrow:
 # AdamW lr 6e-5, weight decay 0.01, no decay on norms, 1500-iteration linear warm-up, then poly
 # (power 1.0). A leaf adds a backbone (../backbones/*.py).
-_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py']
+_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', './ade20k_test.py']
 model = dict(pretrained=None)  # the backbone's init_cfg loads the ImageNet file
 train_dataloader = dict(batch_size=2)  # x 8 GPUs = 16
 optim_wrapper = dict(
@@ -18,3 +18,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, begin=1500, end=160000, by_epoch=False),
 ]
+# Test: mmseg's ADE20K pipeline (short side 512, no rounding), whole-image inference, as
+# UniFormer's official UPerNet configs; `--tta`: mmseg 0.x's multi-scale + flip
+# (./ade20k_test.py). A family recipe swaps in what its official config did.
+tta_pipeline = _base_.ms_flip_tta_pipeline

@@ -1,0 +1,14 @@
+# VAN-B4 backbone (REFERENCE.md §5) pretrained on ImageNet-1k (top-1 84.2). Drop path 0.4 as the
+# official VAN-Segmentation UPerNet config. ImageNet file: `van_b4.pth`, the name
+# VAN-Segmentation's configs load (the VAN-Classification README lists no B4-B6 files: needed to
+# train only, not to evaluate a released segmenter).
+_base_ = ['./van.py']
+import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
+backbone = dict(
+    arch='b4',
+    drop_path_rate=0.4,
+    init_cfg=dict(type='Pretrained', checkpoint='pretrained/van_b4.pth'))
+# Neck/head widths: the variant's stage channels, read from the class's arch_zoo (README.md).
+backbone_channels = mmhybrid.registry.MODELS.get(_base_.backbone.type).parse_arch(
+    backbone['arch'])[1]['embed_dims']
+backbone_stage3_channels = backbone_channels[2]

@@ -1,0 +1,14 @@
+# UPerNet with a VAN-B6 (ImageNet-22k pretrained) backbone on ADE20K (recipe:
+# ../_base_/seg/upernet_van_160k.py). Official config:
+# configs/upernet/22k_pretrained/upernet_van_b6_512x512_160k_ade20k_22k.py (VAN-Segmentation). The
+# UPerNet files come from the newer VAN code, whose stage-ending LayerNorms use eps 1e-5 (the
+# Semantic FPN files and the classification code: 1e-6). Published mIoU: 54.7 (multi-scale,
+# `--tta`).
+_base_ = [
+    '../_base_/seg/upernet_van_160k.py',
+    '../_base_/backbones/van_b6_in22k.py',
+]
+model = dict(
+    backbone=dict(_base_.backbone, stage_norm_eps=1e-5),
+    decode_head=dict(in_channels={{_base_.backbone_channels}}),
+    auxiliary_head=dict(in_channels={{_base_.backbone_stage3_channels}}))
