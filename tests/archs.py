@@ -19,6 +19,10 @@ CONTRACT_MODELS = {
     # windows (zeros, no mask); stage 4 global.
     'UniFormer': dict(arch=dict(embed_dims=[8, 16, 32, 48], depths=[1, 1, 4, 1], head_dim=8),
                       window_size=4),
+    # Stage 3: an unpruned block, then two pruning blocks (the last pools the scores for stage
+    # 4); both stage-4 blocks prune. 64x96 inputs leave 4x6 and 2x3 tokens (odd counts).
+    'UniFormerLight': dict(arch=dict(embed_dims=[8, 16, 32, 48], depths=[1, 1, 3, 2],
+                                     head_dim=8)),
     'VAN': dict(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1],
                           mlp_ratios=[2, 2, 2, 2])),
     # Small windows so that the window padding and ceil-mode pooling run at the contract sizes.
