@@ -46,6 +46,10 @@ PARITY_MODELS = {
     'uniformer_smallplus_reduced': ('UniFormer', dict(embed_dims=[16, 32, 80, 128],
                                                       depths=[1, 1, 2, 1], head_dim=8,
                                                       conv_stem=True)),
+    # UniFormer-light XXS layout (conv stem, mlp 3, heads 8/16, the official prune schedule)
+    # with dims 16..128 and depths 1,1,3,2; the classifiers are dropped.
+    'uniformer_light_xxs_reduced': ('UniFormerLight', dict(embed_dims=[16, 32, 64, 128],
+                                                          depths=[1, 1, 3, 2], head_dim=8)),
     # CMT-Ti layout (the classifier, fc_dim 256 / 100 classes, is dropped).
     'cmt_tiny_reduced': ('CMT', dict(embed_dims=[18, 36, 72, 144], depths=[1, 1, 2, 1],
                                      mlp_ratios=[3.6] * 4, stem_channels=16, img_size=224)),
