@@ -139,10 +139,13 @@ RECIPES = [
         type='OptimWrapper', optimizer=_UPERNET_OPTIM,
         paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY})))),
 ]
-# Drop-path rates the dense configs set over the backbone file's (UniFormer's segmentation ones).
+# Drop-path rates of the dense configs where the official configs set them per head
+# (UniFormer's segmentation ones over the backbone file's, UniFormer-light's).
 DROP_PATH = {
     'seg/fpn_uniformer_s_80k.py': 0.1, 'seg/fpn_uniformer_b_80k.py': 0.2,
     'seg/upernet_uniformer_s_160k.py': 0.25, 'seg/upernet_uniformer_b_160k.py': 0.4,
+    'det/maskrcnn_uniformer_xxs_1x.py': 0., 'det/maskrcnn_uniformer_xs_1x.py': 0.15,
+    'seg/fpn_uniformer_xxs_80k.py': 0., 'seg/fpn_uniformer_xs_80k.py': 0.1,
 }
 
 
