@@ -188,7 +188,9 @@ class UniFormerEvoStage(Stage):
         """``state``: the previous attention stage's ``(class token, scores)``, ``None`` for
         the first. Returns the stage's map and its state."""
         if state is None:
-            cls_token, scores = self.cls_token.expand(x.shape[0], -1, -1), None
+            # A copy, not an expand() view: a view of a parameter made under no_grad requires
+            # grad without a grad_fn, which module hooks (FlopCounterMode's tracker) reject.
+            cls_token, scores = self.cls_token.repeat(x.shape[0], 1, 1), None
         else:
             cls_token, scores = state
             cls_token = self.cls_upsample(cls_token)
