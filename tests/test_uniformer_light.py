@@ -152,3 +152,42 @@ def test_real_variant_param_counts(name, published):
 def test_invalid_arch(arch, match):
     with pytest.raises(ValueError, match=match):
         UniFormerLight(arch=arch)
+
+
+def official_layout(state_dict: dict) -> dict:
+    """mmhybrid keys back to the official ones (``patch_embed{i}``, ``blocks{i}``, ...)."""
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith('out_norms.'):
+            continue
+        _, stage, part, *rest = key.split('.', 3)
+        rest = rest[0] if rest else ''
+        if part == 'downsample':
+            out[f'patch_embed{int(stage) + 1}.{rest}'] = value
+        elif part == 'blocks':
+            out[f'blocks{int(stage) + 1}.{rest}'] = value
+        else:  # cls_token, cls_upsample
+            out[f'{part}.{rest}' if rest else part] = value
+    return out
+
+
+@pytest.mark.parametrize('name', ['xxs', 'xs'])
+def test_offline_conversion_finds_the_released_arch(name, tmp_path):
+    from mmhybrid.checkpoint.core import convert_checkpoint_file
+    model = UniFormerLight(arch=name)
+    dim = model.stage_channels[-1]
+    official = official_layout(model.state_dict())
+    assert 'cls_token' in official and 'cls_upsample.weight' in official
+    for head in ('head', 'head_cls'):
+        official[f'{head}.weight'], official[f'{head}.bias'] = torch.zeros(1000, dim), \
+            torch.zeros(1000)
+    official['norm_cls.weight'], official['norm_cls.bias'] = torch.ones(dim), torch.zeros(dim)
+    src = tmp_path / f'uniformer_{name}_224_in1k.pth'
+    torch.save({'model': official, 'epoch': 599}, src)
+    result = convert_checkpoint_file(str(src), str(tmp_path / 'out.pth'))
+    assert (result.family, result.arch) == ('uniformer_light', name)
+    assert result.report.ok and len(result.report.dropped) == 6
+    converted = torch.load(tmp_path / 'out.pth', weights_only=True)
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith('out_norms.')}
+    assert sorted(converted) == sorted(expected)
+    assert all(torch.equal(converted[k], v) for k, v in expected.items())
