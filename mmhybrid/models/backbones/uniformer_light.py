@@ -157,8 +157,8 @@ class UniFormerEvoBlock(nn.Module):
 
 
 class UniFormerEvoStage(Stage):
-    """An attention stage of UniFormer-light: patch embedding, then :class:`UniFormerEvoBlock`
-    s that pass the class token and the global scores along.
+    """An attention stage of UniFormer-light: patch embedding, then blocks
+    (:class:`UniFormerEvoBlock`) that pass the class token and the global scores along.
 
     The first attention stage owns the learnt class token; the next one maps the previous
     stage's class token to its width (``cls_upsample``) and pools the scores to its grid.
