@@ -19,6 +19,10 @@ CONTRACT_MODELS = {
     # windows (zeros, no mask); stage 4 global.
     'UniFormer': dict(arch=dict(embed_dims=[8, 16, 32, 48], depths=[1, 1, 4, 1], head_dim=8),
                       window_size=4),
+    # Stage 3: an unpruned block, then two pruning blocks (the last pools the scores for stage
+    # 4); both stage-4 blocks prune. 64x96 inputs leave 4x6 and 2x3 tokens (odd counts).
+    'UniFormerLight': dict(arch=dict(embed_dims=[8, 16, 32, 48], depths=[1, 1, 3, 2],
+                                     head_dim=8)),
     'VAN': dict(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1],
                           mlp_ratios=[2, 2, 2, 2])),
     # Small windows so that the window padding and ceil-mode pooling run at the contract sizes.
@@ -42,6 +46,10 @@ PARITY_MODELS = {
     'uniformer_smallplus_reduced': ('UniFormer', dict(embed_dims=[16, 32, 80, 128],
                                                       depths=[1, 1, 2, 1], head_dim=8,
                                                       conv_stem=True)),
+    # UniFormer-light XXS layout (conv stem, mlp 3, heads 8/16, the official prune schedule)
+    # with dims 16..128 and depths 1,1,3,2; the classifiers are dropped.
+    'uniformer_light_xxs_reduced': ('UniFormerLight', dict(embed_dims=[16, 32, 64, 128],
+                                                          depths=[1, 1, 3, 2], head_dim=8)),
     # CMT-Ti layout (the classifier, fc_dim 256 / 100 classes, is dropped).
     'cmt_tiny_reduced': ('CMT', dict(embed_dims=[18, 36, 72, 144], depths=[1, 1, 2, 1],
                                      mlp_ratios=[3.6] * 4, stem_channels=16, img_size=224)),

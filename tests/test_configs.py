@@ -161,7 +161,8 @@ RECIPES = [
         paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY})))),
 ]
 # Drop-path rates of the official configs where a dense config sets its own over the backbone
-# file's (UniFormer's segmentation and 3x detection ones, VAN's UPerNet).
+# file's (UniFormer's segmentation and 3x detection ones, VAN's UPerNet,
+# UniFormer-light's).
 DROP_PATH = {
     'seg/fpn_uniformer_s_80k.py': 0.1, 'seg/fpn_uniformer_b_80k.py': 0.2,
     'seg/upernet_uniformer_s_160k.py': 0.25, 'seg/upernet_uniformer_b_160k.py': 0.4,
@@ -175,6 +176,8 @@ DROP_PATH = {
     'seg/upernet_van_b2_160k.py': 0.1, 'seg/upernet_van_b3_160k.py': 0.3,
     'seg/upernet_van_b4_160k.py': 0.4, 'seg/upernet_van_b4_in22k_160k.py': 0.4,
     'seg/upernet_van_b5_160k.py': 0.4, 'seg/upernet_van_b6_160k.py': 0.5,
+    'det/maskrcnn_uniformer_xxs_1x.py': 0., 'det/maskrcnn_uniformer_xs_1x.py': 0.15,
+    'seg/fpn_uniformer_xxs_80k.py': 0., 'seg/fpn_uniformer_xs_80k.py': 0.1,
 }
 
 

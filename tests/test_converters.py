@@ -62,6 +62,16 @@ ROWS = {
             'stages.3.downsample.proj.1.num_batches_tracked',
         'blocks4.0.mlp.fc2.weight': 'stages.3.blocks.0.mlp.fc2.weight'}, ('stages', ),
         'small_plus'),
+    # Both classifiers (pooled map and class token) with their norms: BatchNorm2d (5 keys),
+    # LayerNorm (2), two heads (2 each).
+    'uniformer_light_xxs_reduced': Row('uniformer_light', r'^(head|norm|head_cls|norm_cls)\.', 11, {
+        'cls_token': 'stages.2.cls_token',
+        'cls_upsample.weight': 'stages.3.cls_upsample.weight',
+        'patch_embed1.proj.3.weight': 'stages.0.downsample.proj.3.weight',
+        'patch_embed3.norm.bias': 'stages.2.downsample.norm.bias',
+        'blocks3.2.attn.qkv.weight': 'stages.2.blocks.2.attn.qkv.weight',
+        'blocks1.0.norm1.running_var': 'stages.0.blocks.0.norm1.running_var'}, ('stages', ),
+        'xxs'),
     'cmt_tiny_reduced': Row('cmt', r'^(_fc|_bn|head)\.', 9, {
         'stem_conv1.weight': 'stem.conv1.weight',
         'stem_norm3.running_var': 'stem.norm3.running_var',
@@ -96,6 +106,7 @@ CLASSIFICATION_RUN = {
     'crossformer_tiny_reduced': ({}, 'forward'),
     'uniformer_small_reduced': (UNIFORMER_CLASSIFICATION, 'stage_outputs'),
     'uniformer_smallplus_reduced': (UNIFORMER_CLASSIFICATION, 'stage_outputs'),
+    'uniformer_light_xxs_reduced': ({}, 'stage_outputs'),
     'cmt_tiny_reduced': ({}, 'forward'),
     'transcnn_small_reduced': ({}, 'forward'),
     'hatnet_small_reduced': ({}, 'forward'),
@@ -107,6 +118,9 @@ RELEASED_EXTRAS = {
         model='cmt_ti', input_size=160, lr=8e-4)},
     'transcnn_small_reduced': lambda: {'epoch': 299},
     'hatnet_small_reduced': lambda: {'epoch': 299},
+    # main_light.py saves the argparse Namespace and the EMA weights next to the model.
+    'uniformer_light_xxs_reduced': lambda: {'epoch': 599, 'args': argparse.Namespace(
+        model='uniformer_xxs', input_size=224), 'model_ema': OrderedDict()},
 }
 
 
@@ -224,12 +238,14 @@ def test_model_is_preferred_over_model_ema(name, tmp_path):
     assert_same_weights(model, name)
 
 
-def uniformer_out_norms(sd):
-    # The official det/seg UniFormer adds a LayerNorm per output: backbone.norm1..4.
-    torch.manual_seed(0)
-    for i, dim in enumerate([16, 32, 80, 128]):
-        sd[f'backbone.norm{i + 1}.weight'] = 1 + 0.1 * torch.randn(dim)
-        sd[f'backbone.norm{i + 1}.bias'] = 0.1 * torch.randn(dim)
+def uniformer_out_norms(name):
+    """The official det/seg UniFormer(-light) adds a LayerNorm per output: backbone.norm1..4."""
+    def add(sd):
+        torch.manual_seed(0)
+        for i, dim in enumerate(PARITY_MODELS[name][1]['embed_dims']):
+            sd[f'backbone.norm{i + 1}.weight'] = 1 + 0.1 * torch.randn(dim)
+            sd[f'backbone.norm{i + 1}.bias'] = 0.1 * torch.randn(dim)
+    return add
 
 
 DETECTOR_FILES = {
@@ -237,7 +253,10 @@ DETECTOR_FILES = {
     'crossformer_tiny_reduced': ('crossformer_tiny_reduced_det', 'stages_iclr', 'forward',
                                  ('head.', 'norm.'), None),
     'uniformer_small_reduced': ('uniformer_small_reduced_det', 'stages', 'stage_outputs',
-                                ('head.', 'norm.'), uniformer_out_norms),
+                                ('head.', 'norm.'), uniformer_out_norms('uniformer_small_reduced')),
+    'uniformer_light_xxs_reduced': ('uniformer_light_xxs_reduced_det', 'stages', 'stage_outputs',
+                                    ('head.', 'norm.', 'head_cls.', 'norm_cls.'),
+                                    uniformer_out_norms('uniformer_light_xxs_reduced')),
 }
 
 
@@ -293,6 +312,11 @@ WRONG_FAMILY = [
     ('uniformer_small_reduced', lambda: official_checkpoint('van_b0_reduced'), 'van'),
     ('uniformer_smallplus_reduced', lambda: official_checkpoint('crossformer_tiny_reduced'),
      'crossformer'),
+    # UniFormer and UniFormer-light share their stage-1/2 blocks: the class token tells them apart.
+    ('uniformer_light_xxs_reduced', lambda: official_checkpoint('uniformer_smallplus_reduced'),
+     'uniformer'),
+    ('uniformer_small_reduced', lambda: official_checkpoint('uniformer_light_xxs_reduced'),
+     'uniformer_light'),
     ('cmt_tiny_reduced', lambda: official_checkpoint('van_b0_reduced'), 'van'),
     ('transcnn_small_reduced', lambda: official_checkpoint('hatnet_small_reduced'), 'hatnet'),
     ('hatnet_small_reduced', lambda: official_checkpoint('transcnn_small_reduced'), 'transcnn'),

@@ -52,6 +52,15 @@ ROWS = {
     # The defaults are the official dense layout: hybrid stage 3 with 14x14 windows.
     'uniformer-s-det': Row('uniformer_small_reduced', 'uniformer_small_reduced_det', (230, 302),
                            methods=('stage_outputs', ), float64=True),
+    # UniFormer-light: the classification code at 224, the dense code (the same model) at
+    # 230x302 and at 64x32, where stage 4 is 2x1 and its pruning blocks keep one token.
+    'uniformer-light-cls': Row('uniformer_light_xxs_reduced', 'uniformer_light_xxs_reduced',
+                               (224, 224), methods=('stage_outputs', ), float64=True),
+    'uniformer-light-det': Row('uniformer_light_xxs_reduced', 'uniformer_light_xxs_reduced_det',
+                               (230, 302), methods=('stage_outputs', ), float64=True),
+    'uniformer-light-64x32': Row('uniformer_light_xxs_reduced',
+                                 'uniformer_light_xxs_reduced_64x32', (64, 32),
+                                 methods=('stage_outputs', ), float64=True),
     'cmt-224': Row('cmt_tiny_reduced', 'cmt_tiny_reduced', (224, 224), float64=True),
     'transcnn-256': Row('transcnn_small_reduced', 'transcnn_small_reduced', (256, 256),
                         methods=('stage_outputs', 'forward'), float64=True),

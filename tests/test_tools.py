@@ -41,6 +41,8 @@ def test_van_flops_match_the_paper():
 PAPER_COMPLEXITY = [
     ('CrossFormer', 'small', 224, 4.9, True, 30.7),
     ('UniFormer', 'small', 224, 3.6, True, None),
+    # Token pruning included (1.83 G without); params: two classifiers (pooled map, class token).
+    ('UniFormerLight', 'xxs', 224, 1.3, True, None),
     ('CMT', 'small', 224, 4.0, True, None),  # params: the known 26.3M vs 25.1M discrepancy
     ('HATNet', 'small', 224, 4.3, False, 25.7),  # the paper's count leaves attention out
     ('TransCNN', 'small', 224, None, True, 26.5),

@@ -4,6 +4,9 @@ from .cmt import CMT
 from .crossformer import CrossFormer
 from .transcnn import HATNet, TransCNN
 from .uniformer import UniFormer
+from .uniformer_light import UniFormerLight
 from .van import VAN
 
-__all__ = ['CMT', 'CrossFormer', 'HybridBackbone', 'HATNet', 'TransCNN', 'UniFormer', 'VAN']
+__all__ = [
+    'CMT', 'CrossFormer', 'HybridBackbone', 'HATNet', 'TransCNN', 'UniFormer', 'UniFormerLight', 'VAN'
+]

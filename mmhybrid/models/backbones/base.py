@@ -256,13 +256,19 @@ class HybridBackbone(BaseModule):
             return self.channels_last
         return self.default_channels_last and x.device.type == 'cpu'
 
-    def _run_stages(self, x: torch.Tensor, last: int) -> Iterator[torch.Tensor]:
-        """Checks the input, then yields the raw output of stages ``0..last`` in turn."""
+    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        """Checks the input and prepares it for the first stage (memory layout, stem)."""
         self._check_input(x)
         if self.uses_channels_last(x):
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.stem is not None:
-            x = self.stem(x)
+        return self.stem(x) if self.stem is not None else x
+
+    def _run_stages(self, x: torch.Tensor, last: int) -> Iterator[torch.Tensor]:
+        """Checks the input, then yields the raw output of stages ``0..last`` in turn.
+
+        Families whose stages pass more than the map along (UniFormer-light's class token)
+        override this and start from :meth:`_enter`."""
+        x = self._enter(x)
         for stage in self.stages[:last + 1]:
             x = stage(x)
             yield x
