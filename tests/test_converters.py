@@ -51,6 +51,14 @@ ROWS = {
             'patch_embed.projs.3.weight': 'stages.0.downsample.projs.3.weight',
             'layers.3.blocks.1.attn.pos.pos3.2.bias': 'stages.3.blocks.1.attn.pos.pos3.2.bias'},
         ('stages', ), 'tiny'),
+    # CrossFormer++ files (main-branch code): no geometry buffers; the cooling layers renamed.
+    'crossformerpp_small_reduced': Row(
+        'crossformer', r'^(head|norm)\.', 4, {
+            'layers.2.blocks.2.ex_conv.weight': 'stages.2.blocks.2.cooling.conv.weight',
+            'layers.2.blocks.2.ex_ln.bias': 'stages.2.blocks.2.cooling.norm.bias',
+            'layers.1.blocks.2.attn.qkv.weight': 'stages.1.blocks.2.attn.qkv.weight',
+            'patch_embed.norm.weight': 'stages.0.downsample.norm.weight'},
+        ('stages', ), 'pp-small'),
     # Classifier and the final BatchNorm2d (weight, bias, running stats, num_batches_tracked).
     'uniformer_small_reduced': Row('uniformer', r'^(head|norm)\.', 7, {
         'patch_embed1.norm.weight': 'stages.0.downsample.norm.weight',
@@ -94,6 +102,7 @@ FAMILIES = sorted({row.family for row in ROWS.values()})
 CLASSIFICATION_RUN = {
     'van_b0_reduced': ({}, 'forward'),
     'crossformer_tiny_reduced': ({}, 'forward'),
+    'crossformerpp_small_reduced': ({}, 'forward'),
     'uniformer_small_reduced': (UNIFORMER_CLASSIFICATION, 'stage_outputs'),
     'uniformer_smallplus_reduced': (UNIFORMER_CLASSIFICATION, 'stage_outputs'),
     'cmt_tiny_reduced': ({}, 'forward'),
@@ -238,6 +247,9 @@ DETECTOR_FILES = {
                                  ('head.', 'norm.'), None),
     'uniformer_small_reduced': ('uniformer_small_reduced_det', 'stages', 'stage_outputs',
                                 ('head.', 'norm.'), uniformer_out_norms),
+    # The dense code with the ImageNet groups (the variant's defaults) at 224x320.
+    'crossformerpp_small_reduced': ('crossformerpp_small_reduced_224x320', 'stages', 'forward',
+                                    ('head.', 'norm.'), None),
 }
 
 
