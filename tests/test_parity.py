@@ -54,7 +54,7 @@ ROWS = {
                              float64=True),
     'crossformerpp-224x320': Row('crossformerpp_small_reduced',
                                  'crossformerpp_small_reduced_224x320', (224, 320),
-                                 methods=('stage_outputs', 'forward'), float64=True),
+                                 float64=True),
     'uniformer-s-cls': Row('uniformer_small_reduced', 'uniformer_small_reduced', (224, 224),
                            kwargs=UNIFORMER_CLASSIFICATION, methods=('stage_outputs', ),
                            float64=True),
