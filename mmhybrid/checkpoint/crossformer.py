@@ -63,8 +63,8 @@ def convert_crossformer(
     """Maps an official CrossFormer state dict onto :class:`mmhybrid.CrossFormer`.
 
     ``patch_embed.*`` → ``stages.0.downsample.*``, ``layers.i.blocks.*`` →
-    ``stages.i.blocks.*`` (CrossFormer++: ``ex_conv``/``ex_ln`` → ``cooling.conv``/``cooling.norm``),
-    ``layers.i.downsample.*`` → ``stages.{i+1}.downsample.*``; drops
+    ``stages.i.blocks.*`` (CrossFormer++: ``ex_conv`` / ``ex_ln`` → ``cooling.conv`` /
+    ``cooling.norm``), ``layers.i.downsample.*`` → ``stages.{i+1}.downsample.*``; drops
     ``head.*``, the final ``norm.*`` and the derived ``attn.biases`` /
     ``attn.relative_position_index`` buffers. Keys already in mmhybrid's layout pass unchanged.
     """
