@@ -1,7 +1,8 @@
 """Architectures the tests build, in one place.
 
 ``CONTRACT_MODELS``: tiny custom archs of every family for the contract tests (fast on 2 CPU
-cores); a family joins the shared contract suite by adding one entry: registered type → kwargs.
+cores); a family joins the shared contract suite by adding one entry: registered type → kwargs
+(``'Type/variant'`` for a second entry of one registered type, see :func:`model_type`).
 
 ``PARITY_MODELS``: the reduced archs of the authors' parity files (tests/data/parity,
 shared/parity/README.md), one entry per file that holds weights: file → (registered type, arch).
@@ -15,6 +16,10 @@ CONTRACT_MODELS = {
     # stage, and 64x64 inputs take the small-map path (min(H, W) <= G) in stages 3-4.
     'CrossFormer': dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2],
                                   num_heads=[2, 4, 8, 16])),
+    # CrossFormer++: an activation cooling layer after block 2 of stage 3, the ImageNet groups
+    # 4,4,14,7 / intervals 4,2,1,1 and regional LDA (the variant's defaults).
+    'CrossFormer/pp': dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 4, 2],
+                                     num_heads=[2, 4, 8, 16], acl=True)),
     # Hybrid stage 3 (blocks 0-2 in 4x4 windows, block 3 global): every contract size pads the
     # windows (zeros, no mask); stage 4 global.
     'UniFormer': dict(arch=dict(embed_dims=[8, 16, 32, 48], depths=[1, 1, 4, 1], head_dim=8),
@@ -32,6 +37,13 @@ CONTRACT_MODELS = {
                                expansions=[2, 2, 2, 2], window_sizes=[4, 4, 2, 1])),
 }
 
+
+
+def model_type(name: str) -> str:
+    """The registered type of a ``CONTRACT_MODELS`` entry (``'CrossFormer/pp'`` → CrossFormer)."""
+    return name.split('/', 1)[0]
+
+
 PARITY_MODELS = {
     # VAN-B0 layout, dims 16..128, depths 1,1,2,1.
     'van_b0_reduced': ('VAN', dict(embed_dims=[16, 32, 80, 128], depths=[1, 1, 2, 1],
@@ -40,6 +52,11 @@ PARITY_MODELS = {
     'crossformer_tiny_reduced': ('CrossFormer', dict(embed_dims=[16, 32, 64, 128],
                                                      depths=[2, 2, 2, 2],
                                                      num_heads=[2, 4, 8, 16])),
+    # CrossFormer++-S layout (head_dim 16) with dims 32..256 and depths 2,3,4,2: one activation
+    # cooling layer (stage 3, block 2).
+    'crossformerpp_small_reduced': ('CrossFormer', dict(embed_dims=[32, 64, 128, 256],
+                                                        depths=[2, 3, 4, 2],
+                                                        num_heads=[2, 4, 8, 16], acl=True)),
     # UniFormer-S (head_dim 16, stage 3 of 4 blocks for the hybrid windows) and S+ (conv stem).
     'uniformer_small_reduced': ('UniFormer', dict(embed_dims=[16, 32, 80, 128],
                                                   depths=[1, 1, 4, 1], head_dim=16)),

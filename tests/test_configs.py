@@ -111,7 +111,8 @@ _UPERNET = dict(
 _UPERNET_OPTIM = dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01)
 _NO_DECAY = dict(decay_mult=0.)
 RECIPES = [
-    ('det/*_crossformer_*', dict(_DET_1X, optim_wrapper=dict(
+    # CrossFormer and CrossFormer++ (the main branch keeps the recipe).
+    ('det/*_crossformer*_*', dict(_DET_1X, optim_wrapper=dict(
         type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
         clip_grad=None))),
     ('det/*_uniformer_*_3x_ms.py', dict(_DET_3X, optim_wrapper=dict(
@@ -181,6 +182,13 @@ DROP_PATH = {
 }
 
 
+# Backbone settings a config must keep: the official dense configs of CrossFormer++ (branch main)
+# use group 7 / intervals 8, 4, 2, 1, not the ImageNet groups that are the archs' defaults.
+BACKBONE_SETTINGS = [
+    ('*_crossformerpp_*', dict(group_size=7, interval=(8, 4, 2, 1), lda_mode='regional')),
+]
+
+
 def _plain(value):
     """ConfigDicts and tuples as plain dicts and lists, for comparison (without the `_scope_`
     that mmengine adds to what comes from `mmdet::` / `mmseg::` bases)."""
@@ -205,6 +213,10 @@ def test_config_keeps_its_official_recipe(path):
         assert cfg.model.data_preprocessor.bgr_to_rgb is True
     if path in DROP_PATH:
         assert cfg.model.backbone.drop_path_rate == DROP_PATH[path]
+    for pattern, settings in BACKBONE_SETTINGS:
+        if fnmatch.fnmatch(path, pattern):
+            for key, value in settings.items():
+                assert _plain(cfg.model.backbone.get(key)) == _plain(value), key
     if path.startswith('seg/'):
         checkpoint_every = cfg.default_hooks.checkpoint
         assert checkpoint_every.by_epoch is False

@@ -8,14 +8,14 @@ from mmcv.cnn.bricks import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhybrid.registry import MODELS
-from archs import CONTRACT_MODELS
+from archs import CONTRACT_MODELS, model_type
 
 FAMILIES = sorted(CONTRACT_MODELS)
 
 
 def build(name: str, **overrides) -> torch.nn.Module:
     # The scoped name, as configs write it: independent of the default scope other tests set.
-    cfg = dict(type=f'mmhybrid.{name}', **copy.deepcopy(CONTRACT_MODELS[name]))
+    cfg = dict(type=f'mmhybrid.{model_type(name)}', **copy.deepcopy(CONTRACT_MODELS[name]))
     cfg.update(overrides)
     return MODELS.build(cfg)
 
@@ -65,7 +65,7 @@ def test_outputs_are_contiguous_nchw(family, out_norm):
 
 
 def test_every_real_arch_builds(family):
-    cls = MODELS.get(f'mmhybrid.{family}')
+    cls = MODELS.get(f'mmhybrid.{model_type(family)}')
     assert cls.arch_zoo, 'a family must declare its official variants'
     for name in cls.arch_zoo:
         with torch.device('meta'):
@@ -191,7 +191,7 @@ def test_float64(family):
 
 
 def test_invalid_settings(family):
-    cls = MODELS.get(f'mmhybrid.{family}')
+    cls = MODELS.get(f'mmhybrid.{model_type(family)}')
     with pytest.raises(ValueError, match='Unknown'):
         build(family, arch='no-such-arch')
     with pytest.raises(ValueError, match='missing keys'):
@@ -293,7 +293,7 @@ def test_channels_last_changes_only_rounding(family, size):
 
 
 def test_channels_last_default_and_validation(family):
-    cls = MODELS.get(f'mmhybrid.{family}')
+    cls = MODELS.get(f'mmhybrid.{model_type(family)}')
     model = build(family)
     assert model.channels_last is None
     assert model.uses_channels_last(torch.empty(1)) == cls.default_channels_last

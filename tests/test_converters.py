@@ -51,6 +51,14 @@ ROWS = {
             'patch_embed.projs.3.weight': 'stages.0.downsample.projs.3.weight',
             'layers.3.blocks.1.attn.pos.pos3.2.bias': 'stages.3.blocks.1.attn.pos.pos3.2.bias'},
         ('stages', ), 'tiny'),
+    # CrossFormer++ files (main-branch code): no geometry buffers; the cooling layers renamed.
+    'crossformerpp_small_reduced': Row(
+        'crossformer', r'^(head|norm)\.', 4, {
+            'layers.2.blocks.2.ex_conv.weight': 'stages.2.blocks.2.cooling.conv.weight',
+            'layers.2.blocks.2.ex_ln.bias': 'stages.2.blocks.2.cooling.norm.bias',
+            'layers.1.blocks.2.attn.qkv.weight': 'stages.1.blocks.2.attn.qkv.weight',
+            'patch_embed.norm.weight': 'stages.0.downsample.norm.weight'},
+        ('stages', ), 'pp-small'),
     # Classifier and the final BatchNorm2d (weight, bias, running stats, num_batches_tracked).
     'uniformer_small_reduced': Row('uniformer', r'^(head|norm)\.', 7, {
         'patch_embed1.norm.weight': 'stages.0.downsample.norm.weight',
@@ -104,6 +112,7 @@ FAMILIES = sorted({row.family for row in ROWS.values()})
 CLASSIFICATION_RUN = {
     'van_b0_reduced': ({}, 'forward'),
     'crossformer_tiny_reduced': ({}, 'forward'),
+    'crossformerpp_small_reduced': ({}, 'forward'),
     'uniformer_small_reduced': (UNIFORMER_CLASSIFICATION, 'stage_outputs'),
     'uniformer_smallplus_reduced': (UNIFORMER_CLASSIFICATION, 'stage_outputs'),
     'uniformer_light_xxs_reduced': ({}, 'stage_outputs'),
@@ -257,6 +266,9 @@ DETECTOR_FILES = {
     'uniformer_light_xxs_reduced': ('uniformer_light_xxs_reduced_det', 'stages', 'stage_outputs',
                                     ('head.', 'norm.', 'head_cls.', 'norm_cls.'),
                                     uniformer_out_norms('uniformer_light_xxs_reduced')),
+    # The dense code with the ImageNet groups (the variant's defaults) at 224x320.
+    'crossformerpp_small_reduced': ('crossformerpp_small_reduced_224x320', 'stages', 'forward',
+                                    ('head.', 'norm.'), None),
 }
 
 

@@ -1,5 +1,6 @@
-"""CrossFormer: padding/masking, LDA modes, group layouts, options. Parity (both official
-codes) and checkpoint conversion are in test_parity.py and test_converters.py."""
+"""CrossFormer and CrossFormer++: padding/masking, LDA modes, group layouts, activation cooling
+layers, options. Parity (both official codes) and checkpoint conversion are in test_parity.py
+and test_converters.py."""
 import math
 
 import pytest
@@ -7,9 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from archs import PARITY_MODELS
-from helpers import assert_stages_close, converted_model, parity_case
+from helpers import (assert_stages_close, converted_model, converted_weights, official_checkpoint,
+                     parity_case)
+from mmhybrid.checkpoint import CheckpointMismatchError
 from mmhybrid.models import CrossFormer
-from mmhybrid.models.backbones.crossformer import CrossFormerBlock, CrossScaleMerging
+from mmhybrid.models.backbones.crossformer import (CrossFormerBlock, CrossScaleMerging,
+                                                   has_cooling)
 
 # crossformer_tiny_reduced*.pth: CrossFormer-T layout with dims 16..128 and depths 2,2,2,2.
 REDUCED_T = PARITY_MODELS['crossformer_tiny_reduced'][1]
@@ -198,7 +202,9 @@ def test_invalid_options():
 def test_real_variant_param_counts():
     # Published totals of the classification models (CrossFormer README): backbone + final
     # norm + head.
-    expected = {'tiny': 27.8e6, 'small': 30.7e6, 'base': 52.0e6, 'large': 92.0e6}
+    # CrossFormer++: the main branch's README.
+    expected = {'tiny': 27.8e6, 'small': 30.7e6, 'base': 52.0e6, 'large': 92.0e6,
+                'pp-small': 23.3e6, 'pp-base': 52.0e6, 'pp-large': 92.0e6, 'pp-huge': 96.0e6}
     for arch, total in expected.items():
         with torch.device('meta'):
             model = CrossFormer(arch=arch)
@@ -206,3 +212,76 @@ def test_real_variant_param_counts():
         channels = model.stage_channels[-1]
         assert params + channels * 1000 + 1000 + 2 * channels == pytest.approx(total, abs=0.06e6)
     assert CrossFormer.parse_arch('s') == CrossFormer.parse_arch('small')
+
+
+# ------------------------------------------------------------------------------ CrossFormer++
+def test_crossformerpp_variants_and_defaults():
+    # configs/crossformer_pp/*.yaml (main branch): ImageNet groups 4,4,14,7, intervals 4,2,1,1.
+    for short, name in (('s', 'small'), ('b', 'base'), ('l', 'large'), ('h', 'huge')):
+        assert CrossFormer.parse_arch(f'pp-{short}') == CrossFormer.parse_arch(f'pp-{name}')
+        assert CrossFormer.parse_arch(f'crossformerpp-{short}')[0] == f'pp-{name}'
+    with torch.device('meta'):
+        pp = CrossFormer(arch='pp-huge')
+        v1 = CrossFormer(arch='small')
+        dense = CrossFormer(arch='pp-small', group_size=7, interval=(8, 4, 2, 1))
+    assert (pp.group_size, pp.interval, pp.lda_mode) == ((4, 4, 14, 7), (4, 2, 1, 1), 'regional')
+    assert (v1.group_size, v1.interval, v1.lda_mode) == ((7, ) * 4, (8, 4, 2, 1), 'iclr')
+    assert (dense.group_size, dense.interval, dense.lda_mode) == ((7, ) * 4, (8, 4, 2, 1),
+                                                                  'regional')
+    # Every third block but a stage's last ends with an ACL: H's depths 6, 6, 18, 2.
+    cooled = [[j for j, b in enumerate(stage.blocks) if b.cooling is not None]
+              for stage in pp.stages]
+    assert cooled == [[2], [2], [2, 5, 8, 11, 14], []]
+    assert not any(b.cooling is not None for stage in v1.stages for b in stage.blocks)
+    assert [has_cooling(i, 3) for i in range(3)] == [False, False, False]
+
+
+def test_crossformerpp_cooling_replaces_the_block_output():
+    """The ACL is LayerNorm(DWConv3x3(x)) with no residual: a block's output is normalised."""
+    torch.manual_seed(0)
+    block = CrossFormerBlock(dim=16, num_heads=2, group_size=4, interval=2,
+                             long_distance=False, lda_mode='regional', mlp_ratio=4.,
+                             qkv_bias=True, drop_path=0., act_cfg=dict(type='GELU'),
+                             cooling=True).eval()
+    x = 5 + 3 * torch.randn(2, 9, 11, 16)
+    with torch.no_grad():
+        out = block(x)
+        block.cooling, cooling = None, block.cooling
+        plain = block(x)
+    conv = F.conv2d(plain.permute(0, 3, 1, 2), cooling.conv.weight, cooling.conv.bias,
+                    padding=1, groups=16).permute(0, 2, 3, 1)
+    torch.testing.assert_close(out, F.layer_norm(conv, (16, ), cooling.norm.weight,
+                                                 cooling.norm.bias))
+
+
+def test_crossformerpp_parity_needs_the_cooling_layers():
+    # Guards the data: without its ACL the reduced model misses the reference by far.
+    data = parity_case('crossformerpp_small_reduced')
+    model = converted_model('crossformerpp_small_reduced')
+    model.stages[2].blocks[2].cooling = None
+    with torch.no_grad():
+        outs = model(data['inputs'])
+    assert (outs[2] - data['stages'][2]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize('checkpoint,arch,expected', [
+    ('crossformerpp_small_reduced', dict(REDUCED_T, embed_dims=[32, 64, 128, 256],
+                                         depths=[2, 3, 4, 2]),
+     'a CrossFormer\\+\\+ checkpoint .* has no activation cooling layers: use arch=.pp-small'),
+    ('crossformer_tiny_reduced', dict(REDUCED_T, acl=True, depths=[2, 2, 4, 2]),
+     'a CrossFormer checkpoint .* has activation cooling layers: use arch=.tiny'),
+])
+def test_crossformer_and_crossformerpp_files_are_told_apart(checkpoint, arch, expected, tmp_path):
+    path = tmp_path / 'released.pth'
+    torch.save(official_checkpoint(checkpoint), path)
+    model = CrossFormer(arch=arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointMismatchError, match=expected):
+        model.init_weights()
+    # The same refusal for a plain load of converted weights (load_from, resume).
+    with pytest.raises(CheckpointMismatchError, match=expected):
+        model.load_state_dict(converted_weights(checkpoint))
+
+
+def test_crossformerpp_acl_must_be_a_bool():
+    with pytest.raises(ValueError, match='acl'):
+        CrossFormer(arch=dict(REDUCED_T, acl='yes'))

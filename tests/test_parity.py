@@ -43,6 +43,18 @@ ROWS = {
                                     (256, 320), kwargs=dict(lda_mode='regional'), float64=True),
     'crossformer-det-iclr': Row('crossformer_tiny_reduced', 'crossformer_tiny_reduced_det',
                                 (256, 320), 'stages_iclr', dict(lda_mode='iclr'), float64=True),
+    # CrossFormer++ (main-branch code): the classifier at 224 with the ImageNet groups (the
+    # variant's defaults: stage-1/2 LDA regions padded and masked, stages 3-4 global), and the
+    # dense backbone with the det/seg configs' groups (230x302 padded to 256x320) and with the
+    # ImageNet groups at 224x320 (stages 3-4: one group of max(H, W), padded and masked).
+    'crossformerpp-224': Row('crossformerpp_small_reduced', 'crossformerpp_small_reduced',
+                             (224, 224), float64=True),
+    'crossformerpp-det': Row('crossformerpp_small_reduced', 'crossformerpp_small_reduced_det',
+                             (256, 320), kwargs=dict(group_size=7, interval=(8, 4, 2, 1)),
+                             float64=True),
+    'crossformerpp-224x320': Row('crossformerpp_small_reduced',
+                                 'crossformerpp_small_reduced_224x320', (224, 320),
+                                 float64=True),
     'uniformer-s-cls': Row('uniformer_small_reduced', 'uniformer_small_reduced', (224, 224),
                            kwargs=UNIFORMER_CLASSIFICATION, methods=('stage_outputs', ),
                            float64=True),

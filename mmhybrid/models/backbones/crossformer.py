@@ -1,8 +1,10 @@
-"""CrossFormer (Wang et al., ICLR 2022, arXiv 2108.00154), for dense prediction.
+"""CrossFormer (Wang et al., ICLR 2022, arXiv 2108.00154) and CrossFormer++ (TPAMI 2023, arXiv
+2303.06908), for dense prediction.
 
 Semantics follow the authors' code (``cheerss/CrossFormer``): the cross-scale embedding layers
-(CEL), short/long distance attention (SDA/LDA) with the dynamic position bias (DPB), and both
-official LDA groupings (``lda_mode``). The module layout is mmhybrid's own
+(CEL), short/long distance attention (SDA/LDA) with the dynamic position bias (DPB), both
+official LDA groupings (``lda_mode``) and CrossFormer++'s activation cooling layers (ACL) and
+per-stage ("progressive") group sizes. The module layout is mmhybrid's own
 (``stages.i.{downsample,blocks}``); ``mmhybrid.checkpoint.crossformer`` maps the released
 ImageNet files onto it.
 """
@@ -16,6 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmhybrid.registry import MODELS
 from ..layers import (AxisLayout, LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
                       init_official_weights_, pad_to_multiple, window_layout)
+from ..loading import CheckpointMismatchError
 from .base import NUM_STAGES, HybridBackbone
 
 LDA_MODES = ('iclr', 'regional')
@@ -105,8 +108,37 @@ class CrossFormerAttention(TokenAttention):
         return super().forward(x, self.pos(*group_shape), key_padding)
 
 
+class ActivationCooling(nn.Module):
+    """CrossFormer++'s activation cooling layer (ACL): ``LN(DWConv3x3(x))`` on ``(B, H, W, C)``.
+
+    It replaces the block's output (no residual): the official ``CrossFormerBlock`` with
+    ``use_extra_conv`` ends with ``x = ex_ln(ex_conv(x))``, a depthwise 3x3 convolution (with
+    bias, zero padding 1) followed by a LayerNorm over channels, which keeps the magnitude of
+    the residual stream from growing with depth.
+
+    Args:
+        dim: Number of channels.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.norm(x)
+
+
+def has_cooling(index: int, depth: int) -> bool:
+    """Whether block ``index`` of a stage of ``depth`` blocks ends with an ACL: every third
+    block (indices 2, 5, 8, ...) except the stage's last, as the official ``Stage`` builds it."""
+    return (index + 1) % 3 == 0 and index < depth - 1
+
+
 class CrossFormerBlock(nn.Module):
-    """``x + DropPath(Attn(LN(x)))``, then ``x + DropPath(MLP(LN(x)))`` on ``(B, H, W, C)``.
+    """``x + DropPath(Attn(LN(x)))``, then ``x + DropPath(MLP(LN(x)))`` on ``(B, H, W, C)``,
+    then (CrossFormer++, ``cooling=True``) :class:`ActivationCooling`.
 
     Args:
         dim: Number of channels.
@@ -119,6 +151,7 @@ class CrossFormerBlock(nn.Module):
         qkv_bias: Learnable bias of the qkv projection.
         drop_path: Stochastic depth rate of this block.
         act_cfg: Activation of the MLP.
+        cooling: End with an activation cooling layer (CrossFormer++).
     """
 
     def __init__(self,
@@ -131,7 +164,8 @@ class CrossFormerBlock(nn.Module):
                  mlp_ratio: float,
                  qkv_bias: bool,
                  drop_path: float,
-                 act_cfg: Dict[str, Any]) -> None:
+                 act_cfg: Dict[str, Any],
+                 cooling: bool = False) -> None:
         super().__init__()
         self.group_size = group_size
         self.interval = interval
@@ -142,6 +176,7 @@ class CrossFormerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.cooling = ActivationCooling(dim) if cooling else None
 
     def group_layout(self, height: int, width: int) -> Tuple[AxisLayout, AxisLayout]:
         """``((Gh, stride_h), (Gw, stride_w))`` of the groups for a ``height x width`` map.
@@ -172,7 +207,8 @@ class CrossFormerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self._attention(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x if self.cooling is None else self.cooling(x)
 
 
 class CrossScalePatchEmbed(nn.Module):
@@ -244,9 +280,18 @@ def _per_stage(name: str, value: Union[int, Sequence[int]]) -> Tuple[int, ...]:
     return tuple(values)
 
 
+# Group sizes, intervals and LDA grouping a variant uses when the config does not say: those of
+# its ImageNet training (CrossFormer: ``configs/crossformer/*.yaml`` of the ICLR'22 code;
+# CrossFormer++: ``configs/crossformer_pp/*.yaml`` of the main branch).
+CROSSFORMER_ATTENTION = dict(group_size=7, interval=(8, 4, 2, 1), lda_mode='iclr')
+CROSSFORMERPP_ATTENTION = dict(group_size=(4, 4, 14, 7), interval=(4, 2, 1, 1),
+                               lda_mode='regional')
+
+
 @MODELS.register_module()
 class CrossFormer(HybridBackbone):
-    """CrossFormer: A Versatile Vision Transformer Hinging on Cross-scale Attention (ICLR 2022).
+    """CrossFormer: A Versatile Vision Transformer Hinging on Cross-scale Attention (ICLR 2022),
+    and CrossFormer++ (TPAMI 2023).
 
     Cross-scale embedding layers (stem kernels 4/8/16/32, stride 4; merges: LayerNorm, then
     kernels 2/4, stride 2), then blocks alternating short distance attention (even block index:
@@ -256,29 +301,41 @@ class CrossFormer(HybridBackbone):
     odd maps are padded before each merge (output ``ceil(H / 2)``). Outputs are the raw stage
     outputs (the official dense backbones add no per-output norm).
 
+    CrossFormer++ (``arch='pp-small'``, ``'pp-base'``, ``'pp-large'``, ``'pp-huge'``) is the same
+    network with an activation cooling layer (:class:`ActivationCooling`, ``arch['acl']``) ending
+    every third block of a stage but the last, group sizes that grow per stage (``(4, 4, 14, 7)``
+    with intervals ``(4, 2, 1, 1)`` on ImageNet) and the main-branch (``'regional'``) LDA.
+
     Args:
         arch: ``'tiny'``, ``'small'``, ``'base'``, ``'large'`` (aliases ``t``, ``s``, ``b``,
-            ``l``), or a dict with ``embed_dims``, ``depths``, ``num_heads`` and optionally
-            ``mlp_ratio`` (4), ``patch_sizes`` ((4, 8, 16, 32)), ``merge_sizes`` ((2, 4)),
-            ``qkv_bias`` (True).
-        group_size: SDA group size ``G``: one int for all stages or one per stage (the official
-            det/seg configs use 7; some seg configs ``(14, 14, 7, 7)``).
-        interval: LDA interval ``I`` per stage (``(8, 4, 2, 1)``; some seg configs
-            ``(16, 8, 2, 1)``).
-        lda_mode: How LDA groups tokens. ``'iclr'`` (the ICLR'22 code that produced the released
-            CrossFormer checkpoints and det/seg numbers): pad to a multiple of ``I``; group
-            ``(p, q)`` holds the tokens at ``(a*I + p, b*I + q)``, so there are ``I x I`` groups
-            of ``(Hp/I) x (Wp/I)`` tokens (global attention at ``I = 1``). ``'regional'`` (the
-            main-branch / CrossFormer++ code): pad to a multiple of ``G*I``; inside each
-            ``(G*I) x (G*I)`` region, tokens with stride ``I`` form ``G x G`` groups. Both agree
-            at 224x224 classification. On maps with ``min(H, W) <= G`` every block uses SDA
-            with one group of size ``min(H, W)`` (``'iclr'``) or ``max(H, W)``
-            (``'regional'``), decided per input as the official codes do on their first call.
+            ``l``), CrossFormer++ ``'pp-small'``, ``'pp-base'``, ``'pp-large'``, ``'pp-huge'``
+            (aliases ``pp-s``, ... and ``crossformerpp-s``, ...), or a dict with
+            ``embed_dims``, ``depths``, ``num_heads`` and optionally ``mlp_ratio`` (4),
+            ``patch_sizes`` ((4, 8, 16, 32)), ``merge_sizes`` ((2, 4)), ``qkv_bias`` (True),
+            ``acl`` (False; True for CrossFormer++).
+        group_size: SDA group size ``G``: one int for all stages or one per stage. ``None``: the
+            variant's ImageNet setting, 7 (CrossFormer) or ``(4, 4, 14, 7)`` (CrossFormer++). The
+            official det/seg configs of both use 7; some CrossFormer seg configs
+            ``(14, 14, 7, 7)``.
+        interval: LDA interval ``I`` per stage. ``None``: ``(8, 4, 2, 1)`` (CrossFormer, and
+            every official det/seg config) or ``(4, 2, 1, 1)`` (CrossFormer++ on ImageNet); some
+            CrossFormer seg configs ``(16, 8, 2, 1)``.
+        lda_mode: How LDA groups tokens. ``None``: ``'iclr'`` for CrossFormer, ``'regional'``
+            for CrossFormer++ (``arch['acl']``), the codes that trained each. ``'iclr'`` (the
+            ICLR'22 code that produced the released CrossFormer checkpoints and det/seg numbers):
+            pad to a multiple of ``I``; group ``(p, q)`` holds the tokens at
+            ``(a*I + p, b*I + q)``, so there are ``I x I`` groups of ``(Hp/I) x (Wp/I)`` tokens
+            (global attention at ``I = 1``). ``'regional'`` (the main-branch / CrossFormer++
+            code): pad to a multiple of ``G*I``; inside each ``(G*I) x (G*I)`` region, tokens
+            with stride ``I`` form ``G x G`` groups. Both agree at 224x224 classification. On
+            maps with ``min(H, W) <= G`` every block uses SDA with one group of size
+            ``min(H, W)`` (``'iclr'``) or ``max(H, W)`` (``'regional'``), decided per input as
+            the official codes do on their first call.
         act_cfg: Activation of the MLPs.
         **kwargs: The contract arguments of :class:`HybridBackbone`: ``out_indices``,
             ``frozen_stages``, ``norm_eval``, ``with_cp``, ``drop_path_rate``, ``out_norm_cfg``,
             ``channels_last`` and ``init_cfg`` (``Pretrained`` accepts the official
-            ``crossformer-*.pth`` files directly).
+            ``crossformer-*.pth`` and CrossFormer++ files directly).
     """
 
     arch_zoo = {
@@ -290,28 +347,46 @@ class CrossFormer(HybridBackbone):
                      num_heads=[3, 6, 12, 24]),
         'large': dict(embed_dims=[128, 256, 512, 1024], depths=[2, 2, 18, 2],
                       num_heads=[4, 8, 16, 32]),
+        # CrossFormer++ (main branch, configs/crossformer_pp/*_patch4_group_const_224.yaml).
+        'pp-small': dict(embed_dims=[64, 128, 256, 512], depths=[2, 2, 18, 2],
+                         num_heads=[2, 4, 8, 16], acl=True),
+        'pp-base': dict(embed_dims=[96, 192, 384, 768], depths=[2, 2, 18, 2],
+                        num_heads=[3, 6, 12, 24], acl=True),
+        'pp-large': dict(embed_dims=[128, 256, 512, 1024], depths=[2, 2, 18, 2],
+                         num_heads=[4, 8, 16, 32], acl=True),
+        'pp-huge': dict(embed_dims=[128, 256, 512, 1024], depths=[6, 6, 18, 2],
+                        num_heads=[4, 8, 16, 32], acl=True),
     }
-    arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+    arch_aliases = {
+        't': 'tiny', 's': 'small', 'b': 'base', 'l': 'large',
+        **{f'{prefix}{short}': f'pp-{name}'
+           for prefix in ('pp-', 'crossformerpp-')
+           for short, name in (('s', 'small'), ('b', 'base'), ('l', 'large'), ('h', 'huge'))},
+    }
     arch_keys = ('embed_dims', 'depths', 'num_heads')
     arch_defaults = dict(mlp_ratio=4., patch_sizes=(4, 8, 16, 32), merge_sizes=(2, 4),
-                         qkv_bias=True)
+                         qkv_bias=True, acl=False)
     family = 'crossformer'
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'small',
-                 group_size: Union[int, Sequence[int]] = 7,
-                 interval: Union[int, Sequence[int]] = (8, 4, 2, 1),
-                 lda_mode: str = 'iclr',
+                 group_size: Optional[Union[int, Sequence[int]]] = None,
+                 interval: Optional[Union[int, Sequence[int]]] = None,
+                 lda_mode: Optional[str] = None,
                  act_cfg: Optional[Dict[str, Any]] = None,
                  **kwargs: Any) -> None:
         super().__init__(arch=arch, **kwargs)
+        settings = self.arch_settings
+        defaults = CROSSFORMERPP_ATTENTION if settings['acl'] else CROSSFORMER_ATTENTION
+        group_size = defaults['group_size'] if group_size is None else group_size
+        interval = defaults['interval'] if interval is None else interval
+        lda_mode = defaults['lda_mode'] if lda_mode is None else lda_mode
         if lda_mode not in LDA_MODES:
             raise ValueError(f'lda_mode must be one of {LDA_MODES}, got {lda_mode!r}')
         self.lda_mode = lda_mode
         self.group_size = _per_stage('group_size', group_size)
         self.interval = _per_stage('interval', interval)
         act_cfg = dict(type='GELU') if act_cfg is None else dict(act_cfg)
-        settings = self.arch_settings
         dims, depths, heads = settings['embed_dims'], settings['depths'], settings['num_heads']
         dpr = self.drop_path_rates(depths)
         for i in range(NUM_STAGES):
@@ -325,7 +400,8 @@ class CrossFormer(HybridBackbone):
                 CrossFormerBlock(dims[i], heads[i], self.group_size[i], self.interval[i],
                                  long_distance=j % 2 == 1, lda_mode=lda_mode,
                                  mlp_ratio=settings['mlp_ratio'], qkv_bias=settings['qkv_bias'],
-                                 drop_path=dpr[i][j], act_cfg=act_cfg)
+                                 drop_path=dpr[i][j], act_cfg=act_cfg,
+                                 cooling=settings['acl'] and has_cooling(j, depths[i]))
                 for j in range(depths[i])
             ]
             self.stages.append(CrossFormerStage(downsample, blocks, self.cp_stages[i]))
@@ -333,11 +409,34 @@ class CrossFormer(HybridBackbone):
         init_official_weights_(self, layer_norm=True)
         self._finish_build(dims)
 
+    def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> List[str]:
+        """Refuses, by name, CrossFormer++ weights for a CrossFormer arch and the reverse: the
+        two differ by the activation cooling layers (``blocks.j.cooling.*``); changes nothing.
+        """
+        def has_acl(keys):
+            return any('.cooling.' in k for k in keys)
+
+        theirs, ours = has_acl(state_dict), has_acl(self.state_dict(keep_vars=True))
+        if theirs != ours:
+            names = ('a CrossFormer++ checkpoint (it has activation cooling layers, '
+                     'blocks.*.cooling / ex_conv, ex_ln)', 'a CrossFormer checkpoint (no '
+                     'activation cooling layers)')
+            fix = ("arch='pp-small', 'pp-base', 'pp-large' or 'pp-huge' (or arch['acl']=True)"
+                   if theirs else "arch='tiny', 'small', 'base' or 'large' (or arch['acl']=False)")
+            raise CheckpointMismatchError(
+                f'{names[0] if theirs else names[1]} does not fit {type(self).__name__}'
+                f'(arch={self.arch_name!r}), which {"has no" if theirs else "has"} activation '
+                f'cooling layers: use {fix}')
+        return []
+
     @classmethod
     def validate_arch(cls, settings: Dict[str, Any]) -> None:
         # Kernel lists are not per-stage settings: leave them out of the per-stage check.
         super().validate_arch({k: v for k, v in settings.items()
                                if k not in ('patch_sizes', 'merge_sizes')})
+        if not isinstance(settings['acl'], bool):
+            raise ValueError(f'{cls.__name__} arch[\'acl\'] (activation cooling layers, '
+                             f'CrossFormer++) must be True or False, got {settings["acl"]!r}')
         for key, stride in (('patch_sizes', 4), ('merge_sizes', 2)):
             sizes = settings[key]
             if not isinstance(sizes, Sequence) or not sizes or not all(

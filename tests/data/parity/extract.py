@@ -14,6 +14,10 @@ For each ``<case>.pth`` of the shared folder it writes ``tests/data/parity/<case
   ``None``), the ``sha256`` of the stored input;
 - the expected outputs as stored (``stages``, ``stages_iclr``, ``logits``), float32.
 
+The CrossFormer++ files (``crossformerpp_small_reduced*.pth``) are not in the shared folder:
+``make_crossformerpp.py`` (next to this script) runs the authors' code into a folder of the same
+format, which this script then extracts.
+
 Nothing is written unless the rule (tests/parity_rule.py) rebuilds every checkpoint tensor and
 every input of every file bit for bit; the output is byte-identical from run to run.
 """
