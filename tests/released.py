@@ -1,10 +1,12 @@
 """Whole detector/segmenter files in the layout the authors released them, built from a model.
 
-``RELEASED_KINDS`` is the one table of the released kinds (one row per head x family): the
-config of ours that runs them, the backbone family, the dataset of the file's ``meta`` and a few
-neck/head keys that the released mmdet 2.x / mmseg 0.x file holds under exactly that name. The
-tests (tests/test_full_convert.py) drive every row through conversion, loading and the wrong
-pairings; a table of released models (config → kind) can drive the same helpers.
+The rows are those of :data:`mmhybrid.checkpoint.zoo.RELEASED` (one per released file and test
+setting): ``RELEASED_ROWS`` gives each its :class:`ReleasedKind` (our config, the backbone
+converter family, the dataset of the file's ``meta``, a few neck/head keys that the released
+mmdet 2.x / mmseg 0.x file holds under exactly that name, the reduced arch of the mechanics
+tests), and ``RELEASED_KINDS`` one representative row per (backbone family, head). The tests
+(tests/test_full_convert.py) drive the kinds through conversion, loading and outputs on reduced
+backbones, and every row through the real variant's keys and shapes.
 
 A file is made from a model whose weights were set directly (:func:`fill_model`): its backbone
 keys renamed back to the official dense layout (:data:`OFFICIAL_DENSE_NAMES`, checked against
@@ -14,10 +16,12 @@ the key names of the authors' files in the parity data), its neck and head keys 
 """
 import re
 from collections import OrderedDict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
+
+from mmhybrid.checkpoint.zoo import RELEASED, ReleasedModel, checkpoint_paths
 
 REPO = Path(__file__).resolve().parents[1]
 DET_SCOPE_KEYS = ('neck', 'rpn_head', 'roi_head', 'bbox_head')
@@ -38,6 +42,12 @@ OFFICIAL_DENSE_NAMES: Dict[str, List[Tuple[str, Callable[[re.Match], str]]]] = {
         (r'^stages\.(\d)\.blocks\.(.+)$', lambda m: f'blocks{int(m[1]) + 1}.{m[2]}'),
         (r'^out_norms\.(\d)\.(.+)$', lambda m: f'norm{int(m[1]) + 1}.{m[2]}'),
     ],
+    # UniFormer-light's object_detection / semantic_segmentation backbone: UniFormer's names and
+    # the class token (entering stage 3) with its projection to stage 4.
+    'uniformer_light': [
+        (r'^stages\.2\.(cls_token)$', lambda m: m[1]),
+        (r'^stages\.3\.cls_upsample\.(.+)$', lambda m: f'cls_upsample.{m[1]}'),
+    ],
     # VAN-Segmentation backbone: the stage norms norm1..4 are its outputs' norms.
     'van': [
         (r'^stages\.(\d)\.downsample\.(.+)$', lambda m: f'patch_embed{int(m[1]) + 1}.{m[2]}'),
@@ -56,7 +66,9 @@ def _rename(text: str, pairs) -> str:
 
 
 def official_dense_key(family: str, key: str) -> str:
-    for pattern, build in OFFICIAL_DENSE_NAMES[family]:
+    patterns = OFFICIAL_DENSE_NAMES[family] + (OFFICIAL_DENSE_NAMES['uniformer']
+                                               if family == 'uniformer_light' else [])
+    for pattern, build in patterns:
         m = re.match(pattern, key)
         if m:
             return build(m)
@@ -69,6 +81,7 @@ class ReleasedKind(NamedTuple):
     dataset: str            # 'coco' or 'ade20k': CLASSES (+ PALETTE) of the file's meta
     released_keys: Tuple[str, ...]  # neck/head keys of the released file, under these names
     reduced: str            # archs.PARITY_MODELS entry whose arch the mechanics tests use
+    head: str               # the zoo's head name ('maskrcnn', 'cascade_maskrcnn', 'fpn', ...)
 
 
 _MASK_RCNN_KEYS = ('neck.lateral_convs.0.conv.weight', 'neck.fpn_convs.3.conv.bias',
@@ -85,80 +98,51 @@ _FPN_SEG_KEYS = ('neck.lateral_convs.3.conv.weight', 'neck.fpn_convs.0.conv.bias
                  'decode_head.scale_heads.3.2.conv.weight', 'decode_head.scale_heads.0.0.bn.bias',
                  'decode_head.conv_seg.weight')
 
-CASCADE_CONFIG = 'cascade:uniformer_s'  # built by cascade_config_text (no cascade config yet)
-
-RELEASED_KINDS: Dict[str, ReleasedKind] = {
-    'maskrcnn_crossformer_s_1x': ReleasedKind(
-        'configs/det/maskrcnn_crossformer_s_1x.py', 'crossformer', 'coco', _MASK_RCNN_KEYS,
-        'crossformer_tiny_reduced'),
-    'retinanet_crossformer_s_1x': ReleasedKind(
-        'configs/det/retinanet_crossformer_s_1x.py', 'crossformer', 'coco',
-        ('neck.fpn_convs.4.conv.weight', 'bbox_head.cls_convs.3.conv.weight',
-         'bbox_head.reg_convs.0.conv.bias', 'bbox_head.retina_cls.weight',
-         'bbox_head.retina_reg.bias'), 'crossformer_tiny_reduced'),
-    'maskrcnn_uniformer_s_1x': ReleasedKind(
-        'configs/det/maskrcnn_uniformer_s_1x.py', 'uniformer', 'coco', _MASK_RCNN_KEYS,
-        'uniformer_small_reduced'),
-    # TODO: configs/det/cascade_maskrcnn_uniformer_{s,b}_3x_ms.py (another engineer's): until
-    # it exists, the test builds a Cascade Mask R-CNN config (4conv1fc BN heads, GIoU).
-    'cascade_maskrcnn_uniformer_s': ReleasedKind(
-        CASCADE_CONFIG, 'uniformer', 'coco',
-        ('roi_head.bbox_head.2.shared_convs.3.conv.weight',
-         'roi_head.bbox_head.0.shared_convs.0.bn.running_mean',
-         'roi_head.bbox_head.1.shared_fcs.0.weight', 'roi_head.bbox_head.2.fc_cls.weight',
-         'roi_head.mask_head.2.conv_logits.weight', 'roi_head.mask_head.0.convs.0.conv.bias'),
-        'uniformer_small_reduced'),
-    'fpn_crossformer_s_80k': ReleasedKind(
-        'configs/seg/fpn_crossformer_s_80k.py', 'crossformer', 'ade20k', _FPN_SEG_KEYS,
-        'crossformer_tiny_reduced'),
-    'upernet_crossformer_s_160k': ReleasedKind(
-        'configs/seg/upernet_crossformer_s_160k.py', 'crossformer', 'ade20k', _UPERNET_KEYS,
-        'crossformer_tiny_reduced'),
-    'fpn_uniformer_s_80k': ReleasedKind(
-        'configs/seg/fpn_uniformer_s_80k.py', 'uniformer', 'ade20k', _FPN_SEG_KEYS,
-        'uniformer_small_reduced'),
-    'upernet_uniformer_s_160k': ReleasedKind(
-        'configs/seg/upernet_uniformer_s_160k.py', 'uniformer', 'ade20k', _UPERNET_KEYS,
-        'uniformer_small_reduced'),
-    'fpn_van_b2_80k': ReleasedKind(
-        'configs/seg/fpn_van_b2_80k.py', 'van', 'ade20k', _FPN_SEG_KEYS, 'van_b0_reduced'),
-    'upernet_van_b2_160k': ReleasedKind(
-        'configs/seg/upernet_van_b2_160k.py', 'van', 'ade20k', _UPERNET_KEYS, 'van_b0_reduced'),
-}
-
-_CASCADE_TEXT = '''_base_ = [
-    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/default_runtime.py',
-    {backbone!r},
-]
-_stds = [[0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067]]
-model = dict(
-    data_preprocessor=dict(bgr_to_rgb=True),
-    backbone={{{{_base_.backbone}}}},
-    neck=dict(in_channels={{{{_base_.backbone_channels}}}}),
-    roi_head=dict(bbox_head=[
-        dict(type='Shared4Conv1FCBBoxHead', in_channels={width}, conv_out_channels={width},
-             fc_out_channels={fc},
-             roi_feat_size=7, num_classes=80, norm_cfg=dict(type='BN'),
-             bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.],
-                             target_stds=s),
-             reg_class_agnostic=False, reg_decoded_bbox=True,
-             loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
-             loss_bbox=dict(type='GIoULoss', loss_weight=10.0)) for s in _stds]))
-'''
+_RETINANET_KEYS = ('neck.fpn_convs.4.conv.weight', 'bbox_head.cls_convs.3.conv.weight',
+                   'bbox_head.reg_convs.0.conv.bias', 'bbox_head.retina_cls.weight',
+                   'bbox_head.retina_reg.bias')
+_CASCADE_KEYS = ('roi_head.bbox_head.2.shared_convs.3.conv.weight',
+                 'roi_head.bbox_head.0.shared_convs.0.bn.running_mean',
+                 'roi_head.bbox_head.1.shared_fcs.0.weight', 'roi_head.bbox_head.2.fc_cls.weight',
+                 'roi_head.mask_head.2.conv_logits.weight',
+                 'roi_head.mask_head.0.convs.0.conv.bias')
+HEAD_KEYS = {'retinanet': _RETINANET_KEYS, 'maskrcnn': _MASK_RCNN_KEYS,
+             'cascade_maskrcnn': _CASCADE_KEYS, 'fpn': _FPN_SEG_KEYS, 'upernet': _UPERNET_KEYS}
+# archs.PARITY_MODELS entry of each backbone converter family (the mechanics tests' arch).
+REDUCED = {'crossformer': 'crossformer_tiny_reduced', 'uniformer': 'uniformer_small_reduced',
+           'uniformer_light': 'uniformer_light_xxs_reduced', 'van': 'van_b0_reduced'}
+UNIFORMER_LIGHT_VARIANTS = ('xxs', 'xs')
 
 
-def config_path(kind: ReleasedKind, tmp_path: Path, width: int = 256, fc: int = 1024) -> Path:
-    """The config file of ``kind`` (written to ``tmp_path`` where it is built by the test; its
-    RoI heads ``width`` channels wide with ``fc`` features)."""
-    if kind.config != CASCADE_CONFIG:
-        return REPO / kind.config
-    path = tmp_path / f'cascade_maskrcnn_uniformer_s_{width}.py'
-    path.write_text(_CASCADE_TEXT.format(
-        backbone=str(REPO / 'configs' / '_base_' / 'backbones' / 'uniformer_s.py'),
-        width=width, fc=fc))
-    return path
+def backbone_family(row: ReleasedModel) -> str:
+    """The converter family of a row's backbone (the zoo files UniFormer-light under UniFormer)."""
+    if row.family == 'uniformer' and row.variant in UNIFORMER_LIGHT_VARIANTS:
+        return 'uniformer_light'
+    return row.family
+
+
+def kind_of(row: ReleasedModel) -> ReleasedKind:
+    family = backbone_family(row)
+    return ReleasedKind(row.config, family, 'coco' if row.task == 'det' else 'ade20k',
+                        HEAD_KEYS[row.head], REDUCED[family], row.head)
+
+
+def row_name(row: ReleasedModel) -> str:
+    return PurePosixPath(row.config).stem
+
+
+# Every released row, by its config's name (configs are unique per row).
+RELEASED_ROWS: Dict[str, ReleasedKind] = {row_name(row): kind_of(row) for row in RELEASED}
+# The config whose model makes a row's file: the config named as the file (UniFormer's w32/h32
+# test configs evaluate the file of the globally trained `_g` config, zoo.checkpoint_paths).
+FILE_CONFIG: Dict[str, str] = {
+    row_name(row): str(PurePosixPath(row.config).with_stem(
+        PurePosixPath(checkpoint_paths(row)[1]).stem)) for row in RELEASED}
+# One representative row per (backbone family, head): the first in RELEASED.
+RELEASED_KINDS: Dict[str, ReleasedKind] = {}
+for _name, _kind in RELEASED_ROWS.items():
+    if (_kind.family, _kind.head) not in {(k.family, k.head) for k in RELEASED_KINDS.values()}:
+        RELEASED_KINDS[_name] = _kind
 
 
 _NECK = dict(neck=dict(out_channels=16))
@@ -166,11 +150,11 @@ _RPN = dict(rpn_head=dict(in_channels=16, feat_channels=16),
             test_cfg=dict(rpn=dict(nms_pre=50, max_per_img=8), rcnn=dict(max_per_img=4)))
 _ROI = dict(bbox_roi_extractor=dict(out_channels=16), mask_roi_extractor=dict(out_channels=16),
             mask_head=dict(in_channels=16, conv_out_channels=16))
+_NARROW_BBOX = dict(in_channels=16, fc_out_channels=32)
 # Narrow necks and heads for the mechanics tests (same keys, small tensors), few proposals.
 _NARROW = {
-    'maskrcnn': dict(**_NECK, **_RPN, roi_head=dict(
-        _ROI, bbox_head=dict(in_channels=16, fc_out_channels=32))),
-    'cascade': dict(**_NECK, **_RPN, roi_head=_ROI),  # bbox heads: config_path(width=16)
+    'maskrcnn': dict(**_NECK, **_RPN, roi_head=dict(_ROI, bbox_head=_NARROW_BBOX)),
+    'cascade_maskrcnn': dict(**_NECK, **_RPN, roi_head=_ROI),  # bbox heads: reduced_config
     'retinanet': dict(**_NECK, bbox_head=dict(in_channels=16, feat_channels=16)),
     'fpn': dict(**_NECK, decode_head=dict(in_channels=[16] * 4, channels=16)),
     'upernet': dict(decode_head=dict(channels=16), auxiliary_head=dict(channels=16)),
@@ -185,19 +169,32 @@ def _merged(a: dict, b: dict) -> dict:
     return out
 
 
+def _plain(value):
+    """ConfigDicts as plain dicts (their repr is then a config's Python text)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 def reduced_config(kind: ReleasedKind, arch: dict, tmp_path: Path) -> Path:
     """``kind``'s config with the backbone arch ``arch`` (channels follow), narrow necks and
     heads and few proposals (fast on a CPU): what the mechanics tests load."""
     dims = list(arch['embed_dims'])
-    base = config_path(kind, tmp_path, width=16, fc=32)
-    head = base.name.split('_')[0]
-    model = _merged(_NARROW[head],
+    base = REPO / kind.config
+    model = _merged(_NARROW[kind.head],
                     dict(backbone=dict(arch=dict(_delete_=True, **arch), init_cfg=None)))
-    if head == 'upernet':
+    if kind.head == 'upernet':
         model = _merged(model, dict(decode_head=dict(in_channels=dims),
                                     auxiliary_head=dict(in_channels=dims[2])))
     else:
         model = _merged(model, dict(neck=dict(in_channels=dims)))
+    if kind.head == 'cascade_maskrcnn':  # a list replaces the config's: each stage narrowed
+        from mmengine.config import Config
+        stages = Config.fromfile(str(base)).model.roi_head.bbox_head
+        model = _merged(model, dict(roi_head=dict(bbox_head=[
+            dict(_plain(stage), conv_out_channels=16, **_NARROW_BBOX) for stage in stages])))
     path = tmp_path / f'reduced_{base.name}'
     path.write_text(f'_base_ = [{str(base)!r}]\nmodel = {model!r}\n')
     return path

@@ -1,10 +1,12 @@
 """Whole released detectors and segmenters (mmdet 2.x / mmseg 0.x files) → mmengine checkpoints.
 
-Every row of ``released.RELEASED_KINDS``: a file in the released layout (official dense backbone
+One row per (backbone family, head) of the released models (``released.RELEASED_KINDS``, from
+``mmhybrid.checkpoint.zoo.RELEASED``): a file in the released layout (official dense backbone
 names, the heads' names, ``meta`` with ``CLASSES``/``PALETTE``, ``optimizer``/``amp``) made from
 a model whose weights were set directly converts, loads into the config's model with every key
-placed, and gives that model's outputs (reduced backbone arch: mechanics); the real variant's
-keys and shapes fit the real config (meta device). Wrong pairings fail with a message naming the
+placed, and gives that model's outputs (reduced backbone arch: mechanics). Every released row
+(``released.RELEASED_ROWS``): the real variant's file converts and its keys and shapes fit the
+row's config (meta device). Wrong pairings fail with a message naming the
 mismatch; mmdet's / mmseg's own ``tools/test.py`` run a converted file.
 """
 import copy
@@ -27,25 +29,27 @@ from mmhybrid.checkpoint.dense import (check_fits_model, convert_any_checkpoint_
                                        fit_problems)
 from mmhybrid.utils import build_config_model
 from test_e2e import TIMEOUT, _override, _tool_env, shapes_root  # noqa: F401 (fixture)
-from released import (RELEASED_KINDS, config_path, dataset_meta_of, fill_model,
+from released import (FILE_CONFIG, RELEASED_KINDS, RELEASED_ROWS, dataset_meta_of, fill_model,
                       official_dense_key, reduced_config, released_file)
 
 KINDS = list(RELEASED_KINDS)
+ROWS = list(RELEASED_ROWS)
 
 
 # ------------------------------------------------------------- the official dense layout itself
 @pytest.mark.parametrize('name', ['crossformer_tiny_reduced', 'uniformer_small_reduced',
-                                  'van_b0_reduced'])
+                                  'uniformer_light_xxs_reduced', 'van_b0_reduced'])
 def test_official_dense_names_are_the_authors(name):
     """The test's map back to the official dense layout gives the key names of the authors'
     files (parity data), less what the dense backbone does not have (classifier, final norm,
     geometry buffers), plus UniFormer's per-output norms ``norm1..4``."""
-    family = get_converter({'VAN': 'van', 'CrossFormer': 'crossformer',
-                            'UniFormer': 'uniformer'}[PARITY_MODELS[name][0]]).family
+    family = get_converter({'VAN': 'van', 'CrossFormer': 'crossformer', 'UniFormer': 'uniformer',
+                            'UniFormerLight': 'uniformer_light'}[PARITY_MODELS[name][0]]).family
     official = set(official_state_dict(name))
-    dropped = re.compile(r'^(head|norm)\.|\.attn\.(biases|relative_position_index)$')
+    dropped = re.compile(r'^(head|norm|head_cls|norm_cls)\.|'
+                         r'\.attn\.(biases|relative_position_index)$')
     expected = {k for k in official if not dropped.search(k)}
-    if family == 'uniformer':
+    if family.startswith('uniformer'):
         expected |= {f'norm{i}.{p}' for i in range(1, 5) for p in ('weight', 'bias')}
     mapped = {official_dense_key(family, k) for k in converted_weights(name)}
     assert mapped == expected
@@ -134,23 +138,25 @@ def _meta_model(config):
     return build_config_model(Config.fromfile(config), device='meta')
 
 
-def _real_file(kind, tmp_path, **cfg):
-    row = RELEASED_KINDS[kind]
-    model = _meta_model(str(config_path(row, tmp_path)))
-    return released_file(model.state_dict(), row.family)['state_dict']
+def _real_file(name):
+    """The state dict of the released file of row ``name``, from its real variant (meta)."""
+    model = _meta_model(str(REPO / FILE_CONFIG[name]))
+    return released_file(model.state_dict(), RELEASED_ROWS[name].family)['state_dict']
 
 
-@pytest.mark.parametrize('kind', KINDS)
-def test_real_variant_layout_fits_the_config(kind, tmp_path):
-    row = RELEASED_KINDS[kind]
-    sd, report = convert_dense_state_dict(_real_file(kind, tmp_path))
+@pytest.mark.parametrize('name', ROWS)
+def test_real_variant_layout_fits_the_config(name):
+    """Every released row: the file of its real variant converts (family recognised) and every
+    key fits the row's config, shape for shape (the w32/h32 test configs take the `_g` file)."""
+    row = RELEASED_ROWS[name]
+    sd, report = convert_dense_state_dict(_real_file(name))
     assert report.backbone.family == row.family
-    model = _meta_model(str(config_path(row, tmp_path)))
+    model = _meta_model(str(REPO / row.config))
     assert fit_problems(sd, model) == []
 
 
-def _convert_real(kind, tmp_path):
-    return convert_dense_state_dict(_real_file(kind, tmp_path))[0]
+def _convert_real(name):
+    return convert_dense_state_dict(_real_file(name))[0]
 
 
 WRONG_PAIRINGS = {
@@ -160,7 +166,7 @@ WRONG_PAIRINGS = {
         r'head type: file has rpn_head/roi_head \(Mask R-CNN\), config expects bbox_head '
         r'\(RetinaNet\)'),
     'upernet_150_classes_config_80': (
-        'upernet_uniformer_s_160k', 'upernet_uniformer_s_160k_80',
+        'upernet_uniformer_s_160k_g', 'upernet_uniformer_s_160k_g_80',
         r'class count: file has 150 classes \(decode_head\.conv_seg: 150 outputs\), config has '
         r'80 \(decode_head\.conv_seg: 80 outputs\)'),
     'maskrcnn_80_classes_config_150': (
@@ -176,19 +182,25 @@ WRONG_PAIRINGS = {
         'maskrcnn_crossformer_s_1x', 'configs/det/maskrcnn_uniformer_s_1x.py',
         r"backbone family: the file's backbone is crossformer, the config's is "
         r"UniFormer\(arch='small'\)"),
+    'uniformer_xxs_file_xs_config': (
+        'maskrcnn_uniformer_xxs_1x', 'configs/det/maskrcnn_uniformer_xs_1x.py',
+        r"backbone variant: the file's backbone does not fit the config's "
+        r"UniFormerLight\(arch='xs'\); the file's backbone is UniFormerLight\(arch='xxs'\)"),
+    'uniformer_light_file_uniformer_config': (
+        'maskrcnn_uniformer_xxs_1x', 'configs/det/maskrcnn_uniformer_s_1x.py',
+        r"backbone family: the file's backbone is uniformer_light, the config's is "
+        r"UniFormer\(arch='small'\)"),
     'maskrcnn_file_cascade_config': (
-        'maskrcnn_uniformer_s_1x', 'cascade',
+        'maskrcnn_uniformer_s_1x', 'configs/det/cascade_maskrcnn_uniformer_s_3x_ms.py',
         r'head type: file has rpn_head/roi_head \(Mask R-CNN\), config expects '
         r'rpn_head/roi_head \(Cascade Mask R-CNN\)'),
 }
 
 
 def _wrong_config(name, tmp_path):
-    if name == 'cascade':
-        return str(config_path(RELEASED_KINDS['cascade_maskrcnn_uniformer_s'], tmp_path))
     if name.endswith(('_80', '_150')):
         base, classes = name.rsplit('_', 1)
-        kind = RELEASED_KINDS[base]
+        kind = RELEASED_ROWS[base]
         heads = ('decode_head=dict(num_classes={n}), auxiliary_head=dict(num_classes={n})'
                  if '/seg/' in kind.config else
                  'roi_head=dict(bbox_head=dict(num_classes={n}), mask_head=dict(num_classes={n}))')
@@ -202,17 +214,17 @@ def _wrong_config(name, tmp_path):
 @pytest.mark.parametrize('pairing', list(WRONG_PAIRINGS))
 def test_wrong_pairing_is_refused_naming_the_mismatch(pairing, tmp_path):
     kind, config, message = WRONG_PAIRINGS[pairing]
-    sd = _convert_real(kind, tmp_path)
+    sd = _convert_real(kind)
     model = _meta_model(_wrong_config(config, tmp_path))
     with pytest.raises(CheckpointMismatchError, match=message):
         check_fits_model(sd, model)
 
 
-def test_cascade_stage_count_is_named(tmp_path):
-    sd = _convert_real('cascade_maskrcnn_uniformer_s', tmp_path)
+def test_cascade_stage_count_is_named():
+    name = 'cascade_maskrcnn_uniformer_s_3x_ms'
+    sd = _convert_real(name)
     sd = {k: v for k, v in sd.items() if not re.match(r'roi_head\.(bbox|mask)_head\.2\.', k)}
-    model = _meta_model(str(config_path(RELEASED_KINDS['cascade_maskrcnn_uniformer_s'],
-                                         tmp_path)))
+    model = _meta_model(str(REPO / RELEASED_ROWS[name].config))
     with pytest.raises(CheckpointMismatchError,
                        match=r'cascade stages: file has 2 \(roi_head\.bbox_head\.0-1\), config '
                              r'has 3'):
@@ -228,7 +240,7 @@ def test_cascade_stage_count_is_named(tmp_path):
      r'decode_head: UPerHead, FPNHead, FCNHead'),
 ])
 def test_unknown_head_is_an_error_naming_it(extra, message, tmp_path):
-    sd = _real_file('upernet_van_b2_160k', tmp_path)
+    sd = _real_file('upernet_van_b2_160k')
     sd[extra] = torch.zeros(2, device='meta')
     with pytest.raises(CheckpointMismatchError, match=message):
         convert_dense_state_dict(sd)
@@ -298,7 +310,7 @@ def _cli(*args):
 
 
 def _released_reduced(kind, tmp_path):
-    row = RELEASED_KINDS[kind]
+    row = RELEASED_ROWS[kind]
     config = reduced_config(row, PARITY_MODELS[row.reduced][1], tmp_path)
     weights = fill_model(_build(config))
     src = tmp_path / f'{kind}.pth'
@@ -364,7 +376,7 @@ def test_own_test_tool_runs_the_converted_file(kind, tmp_path, shapes_root):
     tool = Path(importlib.import_module(package).__file__).parent / '.mim' / 'tools' / 'test.py'
     if not tool.is_file():
         pytest.skip(f'{package} is installed without its tools ({tool})')
-    row = RELEASED_KINDS[kind]
+    row = RELEASED_ROWS[kind]
     config = tmp_path / f'{kind}_shapes.py'
     config.write_text(_override(task, reduced_config(row, PARITY_MODELS[row.reduced][1],
                                                      tmp_path), shapes_root))
