@@ -1,6 +1,9 @@
 """The table of released dense models (mmhybrid/checkpoint/zoo.py): well-formed rows, configs that
 exist, parse and build the head, family and variant of their row, and docs/model_zoo.md in step."""
 import dataclasses
+import importlib.util
+import shlex
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -123,6 +126,29 @@ def test_row_commands(row):
     assert test.split()[:4] == ['python', 'tools/test.py', row.config, dst]
     assert ('--tta' in test) == row.multi_scale
     assert len(more) == sum(name.endswith('(ms)') for name, _ in row.extra_metrics)
+
+
+@lru_cache(maxsize=None)
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f'_zoo_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('row', RELEASED, ids=row_id)
+def test_row_commands_parse_with_the_tools_own_arguments(row, monkeypatch):
+    """The page's convert and test commands are valid command lines of tools/convert_checkpoint.py
+    and tools/test.py (their own argument parsers), with the row's files and config."""
+    monkeypatch.setenv('LOCAL_RANK', '0')  # tools/test.py's parse_args sets it
+    src, dst = zoo.checkpoint_paths(row)
+    _, convert, *tests = zoo.commands(row)
+    args = _tool('convert_checkpoint').parse_args(shlex.split(convert)[2:])
+    assert (args.src, args.dst, args.config) == (src, dst, row.config)
+    for test in tests:
+        args = _tool('test').parse_args(shlex.split(test, comments=True)[2:])
+        assert (args.config, args.checkpoint) == (row.config, dst)
+        assert args.tta == ('--tta' in test)
 
 
 def test_model_zoo_page_lists_every_row():
