@@ -20,9 +20,9 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (LayerNorm2d, Stage, add_residual, grouped_attention,
+from ..layers import (LayerNorm2d, Stage, add_residual, gelu_then_norm, grouped_attention,
                       init_official_weights_, map_row_bands, merge_heads, pad_to_multiple,
-                      resize_position_bias, rows_per_band, split_heads)
+                      pointwise_conv, resize_position_bias, rows_per_band, split_heads)
 from ..layers.position_bias import Grid
 from .base import NUM_STAGES, HybridBackbone
 
@@ -60,7 +60,8 @@ class CMTStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(1, 4):
-            x = getattr(self, f'norm{i}')(getattr(self, f'act{i}')(getattr(self, f'conv{i}')(x)))
+            x = gelu_then_norm(getattr(self, f'act{i}'), getattr(self, f'norm{i}'),
+                               getattr(self, f'conv{i}')(x))
         return x
 
 
@@ -170,12 +171,11 @@ class IRFFN(nn.Module):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         # One step per statement, rebinding ``x``: every hidden map is freed as soon as it is
-        # consumed, so at most two are alive at a time (inference at detection sizes).
-        x = self.norm1(self.act1(self.fc1(x)))
+        # consumed. In training a GELU-BatchNorm pair stores one map (gelu_then_norm).
+        x = gelu_then_norm(self.act1, self.norm1, pointwise_conv(self.fc1, x))
         x = add_residual(self.dwconv(x), x)
-        x = self.act2(x)
-        x = self.norm2(x)
-        return self.norm3(self.fc2(x))
+        x = gelu_then_norm(self.act2, self.norm2, x)
+        return self.norm3(pointwise_conv(self.fc2, x))
 
 
 class CMTBlock(nn.Module):
