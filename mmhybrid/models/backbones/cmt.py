@@ -21,8 +21,9 @@ from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
 from ..layers import (LayerNorm2d, Stage, add_residual, gelu_then_norm, grouped_attention,
-                      init_official_weights_, map_row_bands, merge_heads, pad_to_multiple,
-                      pointwise_conv, resize_position_bias, rows_per_band, split_heads)
+                      init_official_weights_, map_row_bands, maybe_checkpoint, merge_heads,
+                      pad_to_multiple, pointwise_conv, resize_position_bias, rows_per_band,
+                      split_heads)
 from ..layers.position_bias import Grid
 from .base import NUM_STAGES, HybridBackbone
 
@@ -130,7 +131,9 @@ class LightweightMHSA(nn.Module):
         # One group (global attention): (B, 1, heads, N, d).
         q, k, v = (split_heads(proj(t), 1, self.num_heads)[0][:, None]
                    for proj, t in ((self.q, tokens), (self.k, kv), (self.v, kv)))
-        out = merge_heads(grouped_attention(q, k, v, bias, scale=self.scale)[:, 0])
+        out = grouped_attention(q, k, v, bias, scale=self.scale)
+        del q, k, v  # freed before the projection (inference peak at detection sizes)
+        out = merge_heads(out[:, 0])
         return self.proj(out).transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -264,7 +267,12 @@ class CMTStage(Stage):
         dtype = x.dtype
         if torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
-        return self.run_blocks(x, self.position_bias((x.shape[2], x.shape[3]), dtype))
+        bias = self.position_bias((x.shape[2], x.shape[3]), dtype)
+        # The blocks' loop inline (not ``run_blocks(x, bias)``): rebinding ``x`` here frees
+        # the patch embedding's map after the first block.
+        for block in self.blocks:
+            x = maybe_checkpoint(block, x, bias, enabled=self.with_cp)
+        return x
 
 
 @MODELS.register_module()
