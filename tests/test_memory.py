@@ -288,3 +288,12 @@ def test_pointwise_conv(channels_last):
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
     other = nn.Conv2d(6, 10, 1, stride=2)  # not a plain 1x1: the conv itself
     torch.testing.assert_close(pointwise_conv(other, x), other(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('band_bytes', [1, 1 << 20])
+def test_recomputed_bias_attention_single_image_and_head(band_bytes, monkeypatch):
+    # One image, one head, a full mask: dS is written straight into the mask's gradient.
+    monkeypatch.setattr(attention_grad, 'BACKWARD_BAND_BYTES', band_bytes)
+    q, k, v, mask = _attention_inputs((1, 1, 7, 5), batch=1, heads=1)
+    assert torch.autograd.gradcheck(
+        lambda *t: recomputed_bias_attention(*t, scale=0.7), (q, k, v, mask))
