@@ -11,7 +11,7 @@ stored at that native size and resized at run time to the real query and key gri
 state dict of another pretrain size is resized on load (:meth:`CMT.adapt_state_dict`).
 """
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -20,8 +20,10 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (LayerNorm2d, Stage, grouped_attention, init_official_weights_,
-                      merge_heads, pad_to_multiple, resize_position_bias, split_heads)
+from ..layers import (LayerNorm2d, Stage, add_residual, gelu_then_norm, grouped_attention,
+                      init_official_weights_, map_row_bands, maybe_checkpoint, merge_heads,
+                      pad_to_multiple, pointwise_conv, resize_position_bias, rows_per_band,
+                      split_heads)
 from ..layers.position_bias import Grid
 from .base import NUM_STAGES, HybridBackbone
 
@@ -59,7 +61,8 @@ class CMTStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(1, 4):
-            x = getattr(self, f'norm{i}')(getattr(self, f'act{i}')(getattr(self, f'conv{i}')(x)))
+            x = gelu_then_norm(getattr(self, f'act{i}'), getattr(self, f'norm{i}'),
+                               getattr(self, f'conv{i}')(x))
         return x
 
 
@@ -128,7 +131,9 @@ class LightweightMHSA(nn.Module):
         # One group (global attention): (B, 1, heads, N, d).
         q, k, v = (split_heads(proj(t), 1, self.num_heads)[0][:, None]
                    for proj, t in ((self.q, tokens), (self.k, kv), (self.v, kv)))
-        out = merge_heads(grouped_attention(q, k, v, bias, scale=self.scale)[:, 0])
+        out = grouped_attention(q, k, v, bias, scale=self.scale)
+        del q, k, v  # freed before the projection (inference peak at detection sizes)
+        out = merge_heads(out[:, 0])
         return self.proj(out).transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -160,9 +165,20 @@ class IRFFN(nn.Module):
         self.norm3 = build_norm_layer(norm_cfg, dim)[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(self.act1(self.fc1(x)))
-        x = self.norm2(self.act2(self.dwconv(x) + x))
-        return self.norm3(self.fc2(x))
+        if not torch.is_grad_enabled():
+            # Inference: bands of rows (the 3x3 conv looks one row up and down), so that the
+            # hidden maps (4x the channels) of a detection-size map are never whole.
+            return map_row_bands(self._forward, x, halo=1,
+                                 rows=rows_per_band(x, self.fc1.out_channels))
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        # One step per statement, rebinding ``x``: every hidden map is freed as soon as it is
+        # consumed. In training a GELU-BatchNorm pair stores one map (gelu_then_norm).
+        x = gelu_then_norm(self.act1, self.norm1, pointwise_conv(self.fc1, x))
+        x = add_residual(self.dwconv(x), x)
+        x = gelu_then_norm(self.act2, self.norm2, x)
+        return self.norm3(pointwise_conv(self.fc2, x))
 
 
 class CMTBlock(nn.Module):
@@ -199,17 +215,19 @@ class CMTBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        x = x + self.lpu(x)
-        x = x + self.drop_path(self.attn(self.norm1(x), bias))
-        return x + self.drop_path(self.ffn(self.norm2(x)))
+        # Each branch is a fresh tensor: the residual sums reuse its buffer (add_residual).
+        x = add_residual(self.lpu(x), x)
+        x = add_residual(self.drop_path(self.attn(self.norm1(x), bias)), x)
+        return add_residual(self.drop_path(self.ffn(self.norm2(x))), x)
 
 
 class CMTStage(Stage):
     """Patch embedding and blocks sharing one position bias ``relative_pos``.
 
-    The bias is stored at the pretrain grids and resized once per forward to the actual
-    grids; in eval mode (when no gradient is recorded for it) the resized bias of the last
-    size is cached.
+    The bias is stored at the pretrain grids and resized once per forward to the actual grids;
+    the resized bias lives only while the stage runs. (It is not kept across forwards: at
+    800x1344 the four stages' biases take 530 MB, more than the rest of an inference's peak,
+    and detection inputs change size from image to image anyway.)
 
     Args:
         downsample: The stage's patch embedding.
@@ -233,34 +251,28 @@ class CMTStage(Stage):
         self.key_grid = key_grid(*query_grid, sr_ratio)
         self.relative_pos = nn.Parameter(
             torch.randn(num_heads, math.prod(self.query_grid), math.prod(self.key_grid)))
-        self._bias_cache: Optional[Tuple[Tuple[Any, ...], torch.Tensor]] = None
 
     def position_bias(self, query_grid: Grid, dtype: torch.dtype) -> torch.Tensor:
         """The bias for an actual query grid, as ``(heads, Hq*Wq, Hk*Wk)`` in ``dtype``."""
-        param = self.relative_pos
-        cacheable = not self.training and not (torch.is_grad_enabled() and param.requires_grad)
-        key = (tuple(query_grid), dtype, param.device, param.data_ptr(), param._version)
-        if cacheable and self._bias_cache is not None and self._bias_cache[0] == key:
-            return self._bias_cache[1]
-        bias = resize_position_bias(param, self.query_grid, self.key_grid, query_grid,
-                                    key_grid(*query_grid, self.sr_ratio)).to(dtype)
+        bias = resize_position_bias(self.relative_pos, self.query_grid, self.key_grid,
+                                    query_grid, key_grid(*query_grid, self.sr_ratio)).to(dtype)
         if not torch.is_grad_enabled():
             # Unchanged grids return the parameter itself: a mask that requires grad sends SDPA
             # to its math path even under no_grad.
             bias = bias.detach()
-        self._bias_cache = (key, bias.detach()) if cacheable else None
         return bias
-
-    def train(self, mode: bool = True) -> 'CMTStage':
-        self._bias_cache = None
-        return super().train(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
         dtype = x.dtype
         if torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
-        return self.run_blocks(x, self.position_bias((x.shape[2], x.shape[3]), dtype))
+        bias = self.position_bias((x.shape[2], x.shape[3]), dtype)
+        # The blocks' loop inline (not ``run_blocks(x, bias)``): rebinding ``x`` here frees
+        # the patch embedding's map after the first block.
+        for block in self.blocks:
+            x = maybe_checkpoint(block, x, bias, enabled=self.with_cp)
+        return x
 
 
 @MODELS.register_module()

@@ -12,7 +12,8 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import LayerNorm2d, Stage, init_official_weights_
+from ..layers import (LayerNorm2d, Stage, add_residual, init_official_weights_, map_row_bands,
+                      rows_per_band)
 from .base import NUM_STAGES, HybridBackbone
 
 
@@ -69,6 +70,15 @@ class VANMlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            # Inference: bands of rows (the 3x3 conv looks one row up and down), so that the
+            # hidden maps (8x the channels in stages 1-2) of a detection-size map are never
+            # whole.
+            return map_row_bands(self._forward, x, halo=1,
+                                 rows=rows_per_band(x, self.fc1.out_channels))
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.dwconv(self.fc1(x))))
 
 
@@ -108,8 +118,11 @@ class VANBlock(nn.Module):
         return x if scale is None else scale[:, None, None] * x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self._scale(self.attn(self.norm1(x)), self.layer_scale_1))
-        return x + self.drop_path(self._scale(self.mlp(self.norm2(x)), self.layer_scale_2))
+        # Each branch is a fresh tensor: the residual sums reuse its buffer (add_residual).
+        x = add_residual(self.drop_path(self._scale(self.attn(self.norm1(x)),
+                                                    self.layer_scale_1)), x)
+        return add_residual(self.drop_path(self._scale(self.mlp(self.norm2(x)),
+                                                       self.layer_scale_2)), x)
 
 
 class VANPatchEmbed(nn.Module):

@@ -1,27 +1,38 @@
 """The vocabulary the five papers are written in: layers used by two or more backbones.
 
 One concept per file: ``attention`` (the SDPA core with broadcast bias and padding masks),
+``attention_grad`` (its backward for learnable biases: probabilities recomputed, not stored),
 ``padding`` (pad to a multiple and crop), ``windows`` (group/window partition and merge),
 ``stage`` (downsample + blocks + per-block checkpointing), ``init`` (the official default
-initialisation), ``position_bias`` (resizing dense attention biases), ``mlp`` (the token MLP), ``norm`` (LayerNorm on
-NCHW maps, output norms) and ``checkpoint`` (activation checkpointing).
+initialisation), ``position_bias`` (resizing dense attention biases), ``residual`` (residual
+additions in place where that is exact), ``pointwise`` (1x1 convs on channels-last maps as
+matrix products), ``act_norm`` (GELU then BatchNorm storing one map in training), ``mlp``
+(the token MLP), ``norm`` (LayerNorm on NCHW maps, output norms), ``checkpoint`` (activation
+checkpointing) and ``chunking`` (inference on large maps in bands of rows).
 """
+from .act_norm import GeluBatchNorm, gelu_then_norm
 from .attention import (PADDING_MASK_VALUE, TokenAttention, grouped_attention, merge_heads,
                         padding_bias, split_heads)
+from .attention_grad import RecomputedBiasAttention, recomputed_bias_attention
 from .checkpoint import maybe_checkpoint
+from .chunking import map_row_bands, rows_per_band
 from .init import init_official_weights_
 from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
 from .padding import crop_to, pad_to_multiple, padding_map
-from .position_bias import resize_position_bias
+from .pointwise import pointwise_conv
+from .position_bias import cubic_resize_matrix, resize_position_bias
+from .residual import add_residual
 from .stage import Stage
 from .windows import (AxisLayout, apply_in_groups, merge_groups, partition_groups,
                       window_layout)
 
 __all__ = [
-    'AxisLayout', 'LayerNorm2d', 'Mlp', 'PADDING_MASK_VALUE', 'Stage', 'TokenAttention',
-    'apply_in_groups', 'build_out_norm', 'crop_to', 'grouped_attention',
-    'init_official_weights_', 'maybe_checkpoint', 'merge_groups', 'merge_heads',
-    'pad_to_multiple', 'padding_bias', 'padding_map', 'partition_groups',
-    'resize_position_bias', 'split_heads', 'window_layout'
+    'AxisLayout', 'GeluBatchNorm', 'LayerNorm2d', 'Mlp', 'PADDING_MASK_VALUE',
+    'RecomputedBiasAttention', 'Stage', 'TokenAttention', 'add_residual', 'apply_in_groups',
+    'build_out_norm', 'crop_to', 'cubic_resize_matrix', 'gelu_then_norm', 'grouped_attention',
+    'init_official_weights_', 'map_row_bands', 'maybe_checkpoint', 'merge_groups', 'merge_heads',
+    'pad_to_multiple', 'padding_bias', 'padding_map', 'partition_groups', 'pointwise_conv',
+    'recomputed_bias_attention', 'resize_position_bias', 'rows_per_band', 'split_heads',
+    'window_layout'
 ]

@@ -6,13 +6,17 @@ every group) and a key-padding mask (one row per group) broadcast over the batch
 instead of being repeated per image: the fused CPU kernel accepts such 4-D masks, while a
 3-D mask, a mask that requires grad under ``no_grad``, or q/k/v with a non-unit last stride
 silently send it to the math path that materialises the logits. CUDA's fused kernels also
-need the mask's last dimension to have unit stride.
+need the mask's last dimension to have unit stride. A bias that needs a gradient has no fused
+CPU backward: such calls go through :mod:`.attention_grad` (fused forward, probabilities
+recomputed in the backward instead of stored).
 """
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .attention_grad import recomputed_bias_attention, use_recomputed_bias_attention
 
 # The official codes mask padded keys by adding -1e6 (not -inf): a group made only of padding
 # then still has a finite softmax (its outputs are discarded with the padding).
@@ -86,7 +90,11 @@ def grouped_attention(q: torch.Tensor,
     if mask is not None and mask.stride(-1) != 1:
         # CUDA's fused kernels need a unit last-dim stride in the mask too (the CPU's do not).
         mask = mask.contiguous()
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    if use_recomputed_bias_attention(q, mask):
+        # A learnable bias on the CPU: SDPA would store the probabilities for its backward.
+        out = recomputed_bias_attention(q, k, v, mask, scale)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return out.reshape(batch, groups, heads, num_q, dim)
 
 

@@ -7,13 +7,30 @@ import torch.nn.functional as F
 Grid = Tuple[int, int]
 
 
+def cubic_resize_matrix(size_in: int, size_out: int, dtype: torch.dtype,
+                        device: torch.device) -> torch.Tensor:
+    """The ``(size_out, size_in)`` matrix of 1-D bicubic resizing (``align_corners=False``).
+
+    Bicubic interpolation is separable and linear, so resizing one axis is a product with this
+    matrix. Its rows are read off ``F.interpolate`` applied to the identity, so they are
+    PyTorch's own weights (cubic coefficient -0.75, border taps clamped onto the edge).
+    """
+    eye = torch.eye(size_in, dtype=dtype, device=device).reshape(size_in, 1, 1, size_in)
+    rows = F.interpolate(eye, size=(1, size_out), mode='bicubic', align_corners=False)
+    return rows.reshape(size_in, size_out).t()
+
+
 def resize_position_bias(bias: torch.Tensor, src_query: Grid, src_key: Grid, dst_query: Grid,
                          dst_key: Grid) -> torch.Tensor:
     """Resizes a dense ``(heads, Hq*Wq, Hk*Wk)`` attention bias to other query/key grids.
 
     The bias is a 5-D field ``(heads, Hq, Wq, Hk, Wk)``; the key plane and then the query plane
-    are interpolated separately (bicubic, ``align_corners=False``). Returns ``bias`` itself when
-    both grids are unchanged. Differentiable with respect to ``bias``.
+    are interpolated bicubically (``align_corners=False``), each axis as a product with
+    :func:`cubic_resize_matrix` (the same operator as ``F.interpolate`` per plane, up to
+    rounding, and several times faster on large biases: matrix products instead of a gather
+    per output value). The last product writes the result directly in its
+    ``(heads, Hq*Wq, Hk*Wk)`` layout. Returns ``bias`` itself when both grids are unchanged.
+    Differentiable with respect to ``bias``.
     """
     heads = bias.shape[0]
     (hq0, wq0), (hk0, wk0) = src_query, src_key
@@ -24,17 +41,23 @@ def resize_position_bias(bias: torch.Tensor, src_query: Grid, src_key: Grid, dst
     if (hq0, wq0, hk0, wk0) == (hq, wq, hk, wk):
         return bias
     if bias.dtype not in (torch.float32, torch.float64):
-        bias = bias.float()  # bicubic interpolation is not implemented for every dtype
+        bias = bias.float()  # keep the interpolation weights in full precision
+
+    def matrix(size_in: int, size_out: int) -> torch.Tensor:
+        return cubic_resize_matrix(size_in, size_out, bias.dtype, bias.device)
+
     if (hk0, wk0) != (hk, wk):
-        # (heads * Nq0) maps of size (Hk0, Wk0) as the channels of one image.
-        planes = bias.reshape(1, heads * hq0 * wq0, hk0, wk0)
-        planes = F.interpolate(planes, size=(hk, wk), mode='bicubic', align_corners=False)
+        planes = bias.reshape(heads * hq0 * wq0, hk0, wk0)
+        if wk0 != wk:
+            planes = planes @ matrix(wk0, wk).t()
+        if hk0 != hk:
+            planes = matrix(hk0, hk) @ planes
         bias = planes.reshape(heads, hq0 * wq0, hk * wk)
     if (hq0, wq0) != (hq, wq):
-        # (Hk*Wk) maps of size (Hq0, Wq0) per head. This view is the channels-last layout of
-        # a (heads, Hk*Wk, Hq0, Wq0) batch, which interpolate keeps, so the result is already
-        # laid out as (heads, Hq*Wq, Hk*Wk): the large bias is written once, never transposed.
-        planes = bias.reshape(heads, hq0, wq0, hk * wk).permute(0, 3, 1, 2)
-        planes = F.interpolate(planes, size=(hq, wq), mode='bicubic', align_corners=False)
-        bias = planes.permute(0, 2, 3, 1).reshape(heads, hq * wq, hk * wk)
+        num_keys = hk * wk
+        if hq0 != hq:  # rows of the query grid: (Hq, Hq0) @ (heads, Hq0, Wq0 * Nk)
+            bias = matrix(hq0, hq) @ bias.reshape(heads, hq0, wq0 * num_keys)
+        if wq0 != wq:  # columns: (Wq, Wq0) @ (heads * Hq, Wq0, Nk), already the final layout
+            bias = matrix(wq0, wq) @ bias.reshape(heads * hq, wq0, num_keys)
+        bias = bias.reshape(heads, hq * wq, num_keys)
     return bias

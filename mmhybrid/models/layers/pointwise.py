@@ -1,0 +1,21 @@
+"""1x1 convolutions on channels-last maps as matrix products."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a plain 1x1 convolution, as ``F.linear`` over the channels when ``x`` is
+    channels-last.
+
+    On a channels-last map a 1x1 convolution is a ``(H*W, C_in) @ (C_in, C_out)`` product; as
+    ``F.linear`` on the ``(B, H, W, C)`` view it skips oneDNN's per-call weight reorder. The
+    result is the same map (up to rounding), channels-last. Any other conv or layout calls
+    ``conv`` itself.
+    """
+    if (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+            and conv.dilation == (1, 1) and conv.groups == 1 and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
+        weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
+        return F.linear(x.permute(0, 2, 3, 1), weight, conv.bias).permute(0, 3, 1, 2)
+    return conv(x)
