@@ -12,16 +12,16 @@ from .checkpoint import maybe_checkpoint
 from .init import init_official_weights_
 from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
-from .padding import crop_to, pad_to_multiple, padding_map
+from .padding import ceil_div, crop_to, pad_to_multiple, padding_map, same_size
 from .position_bias import resize_position_bias
 from .stage import Stage
-from .windows import (AxisLayout, apply_in_groups, merge_groups, partition_groups,
+from .windows import (AxisLayout, apply_in_groups, group_shape, merge_groups, partition_groups,
                       window_layout)
 
 __all__ = [
     'AxisLayout', 'LayerNorm2d', 'Mlp', 'PADDING_MASK_VALUE', 'Stage', 'TokenAttention',
-    'apply_in_groups', 'build_out_norm', 'crop_to', 'grouped_attention',
+    'apply_in_groups', 'build_out_norm', 'ceil_div', 'crop_to', 'group_shape', 'grouped_attention',
     'init_official_weights_', 'maybe_checkpoint', 'merge_groups', 'merge_heads',
     'pad_to_multiple', 'padding_bias', 'padding_map', 'partition_groups',
-    'resize_position_bias', 'split_heads', 'window_layout'
+    'resize_position_bias', 'same_size', 'split_heads', 'window_layout'
 ]

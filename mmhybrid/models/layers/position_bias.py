@@ -4,6 +4,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from .padding import same_size
+
 Grid = Tuple[int, int]
 
 
@@ -21,16 +23,16 @@ def resize_position_bias(bias: torch.Tensor, src_query: Grid, src_key: Grid, dst
     if bias.shape[1:] != (hq0 * wq0, hk0 * wk0):
         raise ValueError(f'position bias of shape {tuple(bias.shape)} does not match query grid '
                          f'{src_query} and key grid {src_key}')
-    if (hq0, wq0, hk0, wk0) == (hq, wq, hk, wk):
+    if same_size((hq0, wq0), (hq, wq)) and same_size((hk0, wk0), (hk, wk)):
         return bias
     if bias.dtype not in (torch.float32, torch.float64):
         bias = bias.float()  # bicubic interpolation is not implemented for every dtype
-    if (hk0, wk0) != (hk, wk):
+    if not same_size((hk0, wk0), (hk, wk)):
         # (heads * Nq0) maps of size (Hk0, Wk0) as the channels of one image.
         planes = bias.reshape(1, heads * hq0 * wq0, hk0, wk0)
         planes = F.interpolate(planes, size=(hk, wk), mode='bicubic', align_corners=False)
         bias = planes.reshape(heads, hq0 * wq0, hk * wk)
-    if (hq0, wq0) != (hq, wq):
+    if not same_size((hq0, wq0), (hq, wq)):
         # (Hk*Wk) maps of size (Hq0, Wq0) per head. This view is the channels-last layout of
         # a (heads, Hk*Wk, Hq0, Wq0) batch, which interpolate keeps, so the result is already
         # laid out as (heads, Hq*Wq, Hk*Wk): the large bias is written once, never transposed.
