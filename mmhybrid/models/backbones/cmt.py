@@ -238,8 +238,11 @@ class CMTStage(Stage):
     def position_bias(self, query_grid: Grid, dtype: torch.dtype) -> torch.Tensor:
         """The bias for an actual query grid, as ``(heads, Hq*Wq, Hk*Wk)`` in ``dtype``."""
         param = self.relative_pos
-        cacheable = not self.training and not (torch.is_grad_enabled() and param.requires_grad)
-        key = (tuple(query_grid), dtype, param.device, param.data_ptr(), param._version)
+        # Traced graphs (export, compile) hold no cache: their tensors have no storage.
+        cacheable = not self.training and not (torch.is_grad_enabled() and param.requires_grad) \
+            and not torch.compiler.is_compiling()
+        key = (tuple(query_grid), dtype, param.device, param.data_ptr(),
+               param._version) if cacheable else None
         if cacheable and self._bias_cache is not None and self._bias_cache[0] == key:
             return self._bias_cache[1]
         bias = resize_position_bias(param, self.query_grid, self.key_grid, query_grid,

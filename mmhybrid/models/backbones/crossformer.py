@@ -14,7 +14,8 @@ from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
 from ..layers import (AxisLayout, LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
-                      group_shape, init_official_weights_, pad_to_multiple, window_layout)
+                      ceil_div, group_shape, init_official_weights_, pad_to_multiple,
+                      window_layout)
 from .base import NUM_STAGES, HybridBackbone
 
 LDA_MODES = ('iclr', 'regional')
@@ -356,6 +357,10 @@ class CrossFormer(HybridBackbone):
 
     @property
     def min_export_size(self) -> int:
-        """The smallest input side an exported (traced) graph serves: every stage's map must stay
-        larger than its group size, as smaller maps switch the blocks to one group."""
-        return max(4 * 2**i * size for i, size in enumerate(self.group_size)) + 1
+        """The smallest input side an exported (traced) graph serves: every stage's map
+        (``floor(H / 4)``, then halved with ceiling) must stay larger than its group size, as
+        smaller maps switch the blocks to one group."""
+        size = 32
+        while not all(ceil_div(size // 4, 2**i) > g for i, g in enumerate(self.group_size)):
+            size += 1
+        return size
