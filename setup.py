@@ -33,6 +33,10 @@ setup(
         # mmdet/mmseg configs are resolved through pkg_resources.
         'setuptools>=77,<81',
     ],
-    extras_require={'tests': ['pytest>=8', 'pytest-xdist>=3']},
+    extras_require={
+        'tests': ['pytest>=8', 'pytest-xdist>=3'],
+        # ONNX export (torch.onnx's exporter needs onnxscript) and onnxruntime inference.
+        'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
+    },
     zip_safe=False,
 )

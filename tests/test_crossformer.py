@@ -14,6 +14,7 @@ from mmhybrid.checkpoint import CheckpointMismatchError
 from mmhybrid.models import CrossFormer
 from mmhybrid.models.backbones.crossformer import (CrossFormerBlock, CrossScaleMerging,
                                                    has_cooling)
+from mmhybrid.models.layers import group_shape
 
 # crossformer_tiny_reduced*.pth: CrossFormer-T layout with dims 16..128 and depths 2,2,2,2.
 REDUCED_T = PARITY_MODELS['crossformer_tiny_reduced'][1]
@@ -120,7 +121,10 @@ def test_padding_and_masking_equal_attention_over_real_tokens(lda_mode, long_dis
 
 def test_group_layouts():
     iclr, regional = make_block(True, 'iclr', 7, 8), make_block(True, 'regional', 7, 8)
-    assert iclr.group_layout(64, 80) == ((8, 8), (10, 8))  # 8x8 groups of 8x10 tokens
+    # 8x8 groups of 8x10 tokens: one region over each (padded) axis.
+    assert iclr.group_layout(64, 80) == ((None, 8), (None, 8))
+    assert group_shape(*iclr.group_layout(64, 80), (64, 80)) == (8, 10)
+    assert group_shape(*iclr.group_layout(57, 75), (57, 75)) == (8, 10)
     assert regional.group_layout(64, 80) == ((7, 8), (7, 8))  # 7x7 groups, stride 8
     # Small maps: one SDA group size, min(H, W) (ICLR code) or max(H, W) (main branch).
     assert iclr.group_layout(5, 12) == ((5, 1), (5, 1))

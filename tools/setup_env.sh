@@ -75,7 +75,7 @@ fi
 
 stamp_src="$(cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" | sha256sum | cut -c1-16)"
 STAMP="$VENV/.mmhybrid-setup-$stamp_src"
-if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import mmhybrid, mmcv.ops, mmdet, mmseg" >/dev/null 2>&1; then
+if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import mmhybrid, mmcv.ops, mmdet, mmseg, onnxruntime, onnxscript" >/dev/null 2>&1; then
     echo "[setup] .venv is up to date"
     exit 0
 fi
@@ -111,8 +111,8 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'
     "${PIP[@]}" --no-deps "$WHEEL"
 fi
 
-log "installing mmengine, mmdet, mmsegmentation and test tools"
-"${PIP[@]}" "torch==$TORCH_VERSION" "mmcv==$MMCV_VERSION" -e "$ROOT[tests]" \
+log "installing mmengine, mmdet, mmsegmentation, test tools and the deploy extra (onnx)"
+"${PIP[@]}" "torch==$TORCH_VERSION" "mmcv==$MMCV_VERSION" -e "$ROOT[tests,deploy]" \
     --find-links "$CACHE"
 
 "$PY" -c "import mmcv.ops, mmdet, mmseg, mmhybrid; print('[setup] ok: torch', __import__('torch').__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__)"

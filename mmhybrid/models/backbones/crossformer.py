@@ -8,7 +8,6 @@ per-stage ("progressive") group sizes. The module layout is mmhybrid's own
 (``stages.i.{downsample,blocks}``); ``mmhybrid.checkpoint.crossformer`` maps the released
 ImageNet files onto it.
 """
-import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,7 +16,8 @@ from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
 from ..layers import (AxisLayout, LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
-                      init_official_weights_, pad_to_multiple, window_layout)
+                      ceil_div, group_shape, init_official_weights_, pad_to_multiple,
+                      window_layout)
 from ..loading import CheckpointMismatchError
 from .base import NUM_STAGES, HybridBackbone
 
@@ -194,16 +194,16 @@ class CrossFormerBlock(nn.Module):
             return window_layout(size)
         if self.lda_mode == 'iclr':
             # I x I groups; each holds every I-th token of the whole (padded) map.
-            return ((math.ceil(height / interval), interval),
-                    (math.ceil(width / interval), interval))
+            return (None, interval), (None, interval)
         # G x G groups of stride I inside each (G*I) x (G*I) region.
         return (size, interval), (size, interval)
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
-        layout_h, layout_w = self.group_layout(x.shape[1], x.shape[2])
-        return apply_in_groups(
-            x, layout_h, layout_w,
-            lambda groups, padding: self.attn(groups, (layout_h[0], layout_w[0]), padding))
+        size = (x.shape[1], x.shape[2])
+        layout_h, layout_w = self.group_layout(*size)
+        shape = group_shape(layout_h, layout_w, size)
+        return apply_in_groups(x, layout_h, layout_w,
+                               lambda groups, padding: self.attn(groups, shape, padding))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self._attention(self.norm1(x)))
@@ -453,3 +453,13 @@ class CrossFormer(HybridBackbone):
                 raise ValueError(f'{cls.__name__} arch: embed_dims[{i}]={dim} cannot be split '
                                  f'over {num_kernels} kernels as C/2, C/4, ... (use a multiple '
                                  f'of {2**(num_kernels - 1)})')
+
+    @property
+    def min_export_size(self) -> int:
+        """The smallest input side an exported (traced) graph serves: every stage's map
+        (``floor(H / 4)``, then halved with ceiling) must stay larger than its group size, as
+        smaller maps switch the blocks to one group."""
+        size = 32
+        while not all(ceil_div(size // 4, 2**i) > g for i, g in enumerate(self.group_size)):
+            size += 1
+        return size

@@ -19,20 +19,20 @@ from .chunking import map_row_bands, rows_per_band
 from .init import init_official_weights_
 from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
-from .padding import crop_to, pad_to_multiple, padding_map
+from .padding import ceil_div, crop_to, pad_to_multiple, padding_map, same_size
 from .pointwise import pointwise_conv
 from .position_bias import cubic_resize_matrix, resize_position_bias
 from .residual import add_residual
 from .stage import Stage
-from .windows import (AxisLayout, apply_in_groups, merge_groups, partition_groups,
+from .windows import (AxisLayout, apply_in_groups, group_shape, merge_groups, partition_groups,
                       window_layout)
 
 __all__ = [
     'AxisLayout', 'GeluBatchNorm', 'LayerNorm2d', 'Mlp', 'PADDING_MASK_VALUE',
     'RecomputedBiasAttention', 'Stage', 'TokenAttention', 'add_residual', 'apply_in_groups',
-    'build_out_norm', 'crop_to', 'cubic_resize_matrix', 'gelu_then_norm', 'grouped_attention',
-    'init_official_weights_', 'map_row_bands', 'maybe_checkpoint', 'merge_groups', 'merge_heads',
-    'pad_to_multiple', 'padding_bias', 'padding_map', 'partition_groups', 'pointwise_conv',
-    'recomputed_bias_attention', 'resize_position_bias', 'rows_per_band', 'split_heads',
-    'window_layout'
+    'build_out_norm', 'ceil_div', 'crop_to', 'cubic_resize_matrix', 'gelu_then_norm',
+    'group_shape', 'grouped_attention', 'init_official_weights_', 'map_row_bands',
+    'maybe_checkpoint', 'merge_groups', 'merge_heads', 'pad_to_multiple', 'padding_bias',
+    'padding_map', 'partition_groups', 'pointwise_conv', 'recomputed_bias_attention',
+    'resize_position_bias', 'rows_per_band', 'same_size', 'split_heads', 'window_layout'
 ]

@@ -36,6 +36,11 @@ def split_heads(x: torch.Tensor, parts: int, num_heads: int) -> Tuple[torch.Tens
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``(..., heads, N, d)`` → ``(..., N, heads * d)``."""
     x = x.transpose(-3, -2)
+    if torch.compiler.is_exporting():
+        # The CPU SDPA kernel returns (N, heads, d)-laid-out outputs, so export records a view
+        # here; its decomposition of SDPA for ONNX returns (heads, N, d), and the view fails.
+        # An explicit copy holds for both layouts.
+        x = x.clone(memory_format=torch.contiguous_format)
     return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
 
 

@@ -12,11 +12,37 @@ Size = Union[int, Tuple[int, int]]
 
 
 def _pair(size: Size) -> Tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    # No int(): a traced size (SymInt) must stay symbolic, not be fixed to its traced value.
+    return (size, size) if isinstance(size, (int, torch.SymInt)) else (size[0], size[1])
 
 
 def _hw_dims(channels_last: bool) -> Tuple[int, int]:
     return (1, 2) if channels_last else (2, 3)
+
+
+def ceil_div(size: int, divisor: int) -> int:
+    """``ceil(size / divisor)`` for a non-negative ``size`` (an int or a traced SymInt).
+
+    Written with non-negative operands only: exported graphs compute it with ONNX's integer
+    ``Div``, which truncates, so the usual ``-(-size // divisor)`` would round the wrong way.
+    """
+    return (size + divisor - 1) // divisor
+
+
+def padding_to_multiple(size: int, multiple: int) -> int:
+    """How much to add to ``size`` to reach a multiple of ``multiple``."""
+    return ceil_div(size, multiple) * multiple - size
+
+
+def same_size(size: Tuple[int, int], other: Tuple[int, int]) -> bool:
+    """Whether two ``(H, W)`` sizes are equal, to skip a pad, crop or mask that would do nothing.
+
+    Always False while exporting: the graph then keeps the step (a no-op at sizes that need
+    none) and serves every input size, instead of specialising on the size it was traced with.
+    """
+    if torch.compiler.is_exporting():
+        return False
+    return size[0] == other[0] and size[1] == other[1]
 
 
 def pad_to_multiple(x: torch.Tensor,
@@ -33,8 +59,9 @@ def pad_to_multiple(x: torch.Tensor,
     """
     mh, mw = _pair(multiple)
     dim_h, dim_w = _hw_dims(channels_last)
-    pad_h, pad_w = -x.shape[dim_h] % mh, -x.shape[dim_w] % mw
-    if not (pad_h or pad_w):
+    height, width = x.shape[dim_h], x.shape[dim_w]
+    pad_h, pad_w = padding_to_multiple(height, mh), padding_to_multiple(width, mw)
+    if same_size((height, width), (height + pad_h, width + pad_w)):
         return x
     pad = (0, 0, 0, pad_w, 0, pad_h) if channels_last else (0, pad_w, 0, pad_h)
     return F.pad(x, pad, value=value)
@@ -43,7 +70,13 @@ def pad_to_multiple(x: torch.Tensor,
 def crop_to(x: torch.Tensor, size: Tuple[int, int], channels_last: bool = False) -> torch.Tensor:
     """Crops the bottom/right padding of ``x`` back to ``size = (H, W)`` (no copy)."""
     dim_h, dim_w = _hw_dims(channels_last)
-    if (x.shape[dim_h], x.shape[dim_w]) == tuple(size):
+    if same_size((x.shape[dim_h], x.shape[dim_w]), size):
+        return x
+    if torch.compiler.is_exporting():
+        # A narrowed view makes the tracer decide its contiguity, which holds only at sizes
+        # without padding: gather the rows and columns into a new tensor instead.
+        for dim, length in ((dim_h, size[0]), (dim_w, size[1])):
+            x = x.index_select(dim, torch.arange(length, device=x.device))
         return x
     return x.narrow(dim_h, 0, size[0]).narrow(dim_w, 0, size[1])
 
@@ -52,7 +85,8 @@ def padding_map(size: Tuple[int, int], multiple: Size, device: torch.device) -> 
     """``(1, Hp, Wp, 1)`` booleans over the padded grid of ``size``: True on padding."""
     mh, mw = _pair(multiple)
     height, width = size
-    padded = torch.ones((1, height + -height % mh, width + -width % mw, 1), dtype=torch.bool,
-                        device=device)
-    padded[:, :height, :width] = False
-    return padded
+    # Built from comparisons, not by slice assignment, which a traced graph would specialise
+    # to the padding of the traced size.
+    rows = torch.arange(ceil_div(height, mh) * mh, device=device) >= height
+    cols = torch.arange(ceil_div(width, mw) * mw, device=device) >= width
+    return (rows[:, None] | cols[None, :])[None, :, :, None]

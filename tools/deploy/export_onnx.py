@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""Export a segmenter or detector of this package to ONNX, checked against PyTorch.
+
+    python tools/deploy/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--shape H W] [--dynamic]
+
+Segmenters (mmseg EncoderDecoder) export end to end: image → per-class logits at the input size.
+Detectors export up to their raw head outputs (RetinaNet: per-level class logits and box deltas;
+Mask R-CNN/Faster R-CNN: the FPN maps and RPN outputs in OUT.onnx, the box and mask heads in
+OUT.bbox_head.onnx / OUT.mask_head.onnx); ``mmhybrid.deploy.postprocess`` turns them into boxes
+and masks (docs/deploy.md). With ``--dynamic`` height and width are free (at least the model's
+minimum). Every file is run in onnxruntime at the trace size (and a second size with
+``--dynamic``) and compared with PyTorch before it is written; nothing is left on failure.
+Needs the ``deploy`` extra: ``pip install -e .[deploy]``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+_REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
+    sys.path.insert(0, _REPO)
+
+from mmengine.config import DictAction  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='a configs/det or configs/seg config')
+    parser.add_argument('checkpoint', help='mmengine checkpoint of that model')
+    parser.add_argument('out', help='the .onnx file to write')
+    parser.add_argument('--shape', type=int, nargs=2, default=[512, 512], metavar=('H', 'W'),
+                        help='trace input size (default 512 512)')
+    parser.add_argument('--dynamic', action='store_true',
+                        help='dynamic height and width (one file for every input size)')
+    parser.add_argument('--opset', type=int, default=18, help='ONNX opset (>= 17, default 18)')
+    parser.add_argument('--no-check', action='store_true',
+                        help='skip the onnxruntime-vs-PyTorch check')
+    parser.add_argument('--overwrite', action='store_true', help='replace existing files')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        from mmhybrid.deploy import ExportError, export_onnx
+    except ImportError as error:  # onnx / onnxruntime / onnxscript missing
+        print(f'error: {error}; install the deploy extra: pip install -e .[deploy]',
+              file=sys.stderr)
+        return 1
+    try:
+        result = export_onnx(args.config, args.checkpoint, args.out, shape=args.shape,
+                             dynamic=args.dynamic, opset=args.opset, check=not args.no_check,
+                             overwrite=args.overwrite, cfg_options=args.cfg_options)
+    except (ExportError, FileNotFoundError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    for check in result.checks:
+        size = 'x'.join(str(s) for s in check['input'])
+        print(f'checked {check["file"]} at {size}: max relative error '
+              f'{check["max_rel_error"]:.1e}')
+    print(f'{result.kind}: wrote {", ".join(result.files)} (minimum input '
+          f'{result.metadata["min_size"]}x{result.metadata["min_size"]})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
