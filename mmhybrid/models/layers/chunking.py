@@ -27,6 +27,10 @@ def map_row_bands(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h
     format. Meant for inference (under ``torch.no_grad``): the bands are written into a
     preallocated map.
     """
+    if torch.compiler.is_compiling():
+        # Traced graphs (compile, export) keep one size-agnostic call: a loop over the traced
+        # height would fix the graph to it.
+        return fn(x)
     height = x.shape[2]
     if rows >= height:
         return fn(x)

@@ -12,6 +12,8 @@ def add_residual(branch: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
     at the peak. Otherwise (mixed dtypes under autocast, broadcasting, different layouts) it is
     the plain out-of-place sum.
     """
+    if torch.compiler.is_compiling():
+        return shortcut + branch  # traced graphs: no storage to compare; the compiler plans memory
     if (branch.shape == shortcut.shape and branch.dtype == shortcut.dtype
             and branch.stride() == shortcut.stride()
             and branch.untyped_storage().data_ptr() != shortcut.untyped_storage().data_ptr()):
