@@ -96,7 +96,8 @@ def test_segmenter_exports_with_dynamic_size(tmp_path, family):
     assert result.kind == 'segmenter' and [Path(f) for f in result.files] == [out]
     assert all(c['max_rel_error'] < 1e-4 for c in result.checks) and len(result.checks) == 2
     meta = read_metadata(str(out))
-    assert meta['min_size'] == minimum and meta['dataset_meta']['classes'][:2] == ['class0', 'class1']
+    assert meta['min_size'] == minimum
+    assert meta['dataset_meta']['classes'][:2] == ['class0', 'class1']
     assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]  # no temporaries
 
     exported = ExportedModel(str(out))

@@ -194,7 +194,8 @@ def test_gradients_equal_explicit_attention(family, size, monkeypatch):
     # every parameter's gradient (the learnable biases included) through the recomputing
     # backward equals the one through the explicit formula.
     torch.manual_seed(0)
-    model = MODELS.build(dict(type=family, **CONTRACT_MODELS[family])).double().train()
+    model = MODELS.build(dict(type=f'mmhybrid.{family}',
+                              **CONTRACT_MODELS[family])).double().train()
     x = torch.randn(2, 3, *size, dtype=torch.float64)
 
     def grads():

@@ -31,10 +31,10 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmhybrid.deploy.export import ExportError
-    from mmhybrid.deploy.infer import infer
+    from mmhybrid.deploy.drawing import draw_predictions
     try:
-        written = infer(args.config, args.checkpoint, args.images, args.out, onnx=args.onnx,
-                        score_thr=args.score_thr)
+        written = draw_predictions(args.config, args.checkpoint, args.images, args.out,
+                                   onnx=args.onnx, score_thr=args.score_thr)
     except (ExportError, FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1

@@ -6,7 +6,8 @@
 For each config (default: one Semantic FPN segmenter per family) the model is built with random
 weights (the timing does not depend on them), exported with a dynamic size, checked against
 PyTorch at the benchmark size (max relative error), and timed: batch 1, fp32, median of
-``--repeat`` runs after one warm-up, both runtimes with the same thread count. Prints a
+``--repeat`` runs after one warm-up, both runtimes with the same thread count; the same file is
+also compared with PyTorch at ``--check-sizes`` (one real-size check per family). Prints a
 markdown table (docs/deploy.md).
 """
 import argparse
@@ -43,6 +44,9 @@ def main(argv=None) -> int:
     parser.add_argument('--shape', type=int, nargs=2, default=[512, 512])
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--check-sizes', nargs='*', default=['800x1333', '600x917'],
+                        help='further sizes at which the one dynamic file is compared with '
+                        'PyTorch (HxW)')
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -53,7 +57,8 @@ def main(argv=None) -> int:
     from mmhybrid.deploy.graphs import SegmenterGraph
     torch.set_num_threads(args.threads)
     rows = ['| config | input | PyTorch eager (s) | onnxruntime (s) | speed-up | export (s) | '
-            'max rel. error |', '|---|---|---|---|---|---|---|']
+            f'max rel. error ({args.shape[0]}x{args.shape[1]}, {", ".join(args.check_sizes)}) |',
+            '|---|---|---|---|---|---|---|']
     for config in args.configs:
         if not osp.isfile(config):  # renamed configs (e.g. 80k -> 40k) are reported, not fatal
             print(f'skipping {config}: not found', file=sys.stderr)
@@ -76,6 +81,13 @@ def main(argv=None) -> int:
                 ref = graph(image).numpy()
             got = session.run(None, {'image': image.numpy()})[0]
             err = float(np.abs(got - ref).max() / np.abs(ref).max())
+            for text in args.check_sizes:
+                other = torch.rand(1, 3, *map(int, text.split('x'))) * 255
+                with torch.no_grad():
+                    ref_other = graph(other).numpy()
+                got_other = session.run(None, {'image': other.numpy()})[0]
+                err = max(err, float(np.abs(got_other - ref_other).max()
+                                     / np.abs(ref_other).max()))
 
             def eager():
                 with torch.no_grad():

@@ -9,7 +9,6 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
@@ -56,7 +55,7 @@ def _onnx_sample(exported, data: Dict[str, Any]):
     return sample
 
 
-def infer(config: str, checkpoint: str, images: Sequence[str], out_dir: str,
+def draw_predictions(config: str, checkpoint: str, images: Sequence[str], out_dir: str,
           onnx: Optional[str] = None, score_thr: float = 0.3) -> List[str]:
     """Draws the predictions for ``images`` into ``out_dir``; returns the written files
     (``<image stem>_<pytorch|onnx>.png``)."""
