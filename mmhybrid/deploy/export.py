@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
 from ..checkpoint import (CheckpointLoadError, CheckpointMismatchError, load_foreign_checkpoint,
                           unwrap_state_dict)
 from ..models.loading import compare_state_dict
+from ..utils.build import build_config_model
 from .graphs import (DenseHeadGraph, SegmenterGraph, TwoStageGraph, graph_kind, make_exportable,
                      roi_heads)
 
@@ -54,20 +54,12 @@ def build_model(config: str, cfg_options: Optional[dict] = None) -> Tuple[nn.Mod
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    cfg.model.backbone.init_cfg = None
     cfg.model.pop('pretrained', None)
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-        from mmdet.utils import register_all_modules
-    elif scope == 'mmseg':
-        from mmseg.registry import MODELS
-        from mmseg.utils import register_all_modules
-    else:
-        raise ExportError(f'{config}: default_scope {scope!r} is neither mmdet nor mmseg')
-    register_all_modules(init_default_scope=False)
-    return MODELS.build(cfg.model).eval(), cfg
+    try:
+        model = build_config_model(cfg)
+    except ValueError as error:
+        raise ExportError(f'{config}: {error}') from error
+    return model.eval(), cfg
 
 
 def load_weights(model: nn.Module, checkpoint: str) -> Dict[str, Any]:
