@@ -247,6 +247,15 @@ def match_arch(model_cls: type, state_dict: Mapping[str, torch.Tensor]) -> List[
     return matches
 
 
+def matching_archs(model_cls: type, state_dict: Mapping[str, torch.Tensor]) -> List[str]:
+    """:func:`match_arch` for an error message's hint: ``[]`` when the variants cannot be built
+    or compared (the hint is best effort, the error it decorates is not)."""
+    try:
+        return match_arch(model_cls, state_dict)
+    except Exception:  # noqa: BLE001 - best effort
+        return []
+
+
 def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
                    report: ConversionReport) -> ConversionReport:
     """Loads an mmhybrid-layout state dict into ``model``, refusing partial or wrong loads."""
@@ -255,13 +264,8 @@ def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     compare_with_model(state_dict, model, report)
     if not report.fits:
         arch = getattr(model, 'arch_name', '?')
-        hint = ''
-        try:
-            matches = match_arch(type(model), state_dict)
-            if matches:
-                hint = f' The checkpoint matches arch {matches} instead.'
-        except Exception:  # noqa: BLE001 - the hint is best effort
-            pass
+        matches = matching_archs(type(model), state_dict)
+        hint = f' The checkpoint matches arch {matches} instead.' if matches else ''
         raise CheckpointMismatchError(
             f'checkpoint does not fit {type(model).__name__}(arch={arch!r}): '
             f'{report.problems()}.{hint}')

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from ..models.loading import CheckpointMismatchError, compare_state_dict, summarize_keys
 from .core import (ConversionReport, StateDict, check_destination, convert_checkpoint_file,
-                   convert_state_dict, detect_family, match_arch, rename_prefix,
+                   convert_state_dict, detect_family, matching_archs, rename_prefix,
                    save_checkpoint_object, strip_prefix, unwrap_state_dict)
 from .safe_load import CheckpointLoadError, InertObject, load_foreign_checkpoint
 
@@ -326,13 +326,8 @@ def _backbone_problem(file_shapes: Shapes, model: nn.Module) -> Optional[str]:
         absent = comparison.missing + comparison.new_keys
         details.append(f'{len(absent)} keys of the config\'s backbone absent from the file: '
                        f'{summarize_keys(absent)}')
-    hint = ''
-    try:
-        matches = match_arch(type(backbone), sd)
-        if matches:
-            hint = f'; the file\'s backbone is {name}(arch={matches[0]!r})'
-    except Exception:  # noqa: BLE001 - the hint is best effort
-        pass
+    matches = matching_archs(type(backbone), sd)
+    hint = f'; the file\'s backbone is {name}(arch={matches[0]!r})' if matches else ''
     return (f'backbone variant: the file\'s backbone does not fit the config\'s '
             f'{name}(arch={arch!r}){hint}: ' + '; '.join(details))
 

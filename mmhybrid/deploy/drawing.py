@@ -9,6 +9,7 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
+import mmcv
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
@@ -89,7 +90,6 @@ def draw_predictions(config: str, checkpoint: str, images: Sequence[str], out_di
         else:
             with torch.no_grad():
                 sample = model.test_step(data)[0]
-        import mmcv
         picture = mmcv.imread(path, channel_order='rgb')
         target = osp.join(out_dir, f'{osp.splitext(osp.basename(path))[0]}_{backend}.png')
         kwargs = dict(pred_score_thr=score_thr) if cfg.default_scope == 'mmdet' else {}
