@@ -90,13 +90,24 @@ def test_benchmark_runs(tmp_path):
     md = tmp_path / 'bench.md'
     subprocess.run([sys.executable, str(REPO / 'tools' / 'benchmark.py'), 'van:b0', '--sizes',
                     '64x96', '--repeat', '1', '--warmup', '0', '--compare-reference',
-                    '--json', str(out), '--markdown', str(md)], check=True, timeout=300,
-                   capture_output=True)
-    results = json.loads(out.read_text())['results']
+                    '--roof-size', '256', '--json', str(out), '--markdown', str(md)],
+                   check=True, timeout=300, capture_output=True)
+    report = json.loads(out.read_text())
+    results = report['results']
     assert {(r['mode'], r['attention']) for r in results} == {
         ('fwd', 'sdpa'), ('fwd', 'explicit'), ('fwdbwd', 'sdpa'), ('fwdbwd', 'explicit')}
     assert all(r['median_s'] > 0 for r in results)
-    assert 'speed-up' in md.read_text()
+    # FLOPs: 2 per multiply-accumulate of one forward, a training step three forwards' worth.
+    from mmhybrid.utils import build_backbone
+    macs = count_macs(build_backbone('van:b0').eval(), torch.randn(1, 3, 64, 96))
+    assert {r['mode']: r['flops'] for r in results} == {'fwd': 2 * macs, 'fwdbwd': 6 * macs}
+    assert all(r['gflops_per_s'] == pytest.approx(r['flops'] / r['median_s'] / 1e9)
+               for r in results)
+    assert [(r['dtype'], r['when'], r['size']) for r in report['roofs']] == [
+        ('fp32', 'before', 256), ('fp32', 'after', 256)]
+    assert all(r['gflops_per_s'] > 0 for r in report['roofs'])
+    text = md.read_text()
+    assert 'speed-up' in text and 'Matmul roof' in text and '% of roof' in text
 
 
 def test_benchmark_report_keeps_the_notes(tmp_path):

@@ -44,6 +44,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--kwargs', default='{}', help='JSON of extra backbone arguments')
     parser.add_argument('--compare-reference', action='store_true',
                         help='also measure with explicit softmax attention')
+    parser.add_argument('--roof-size', type=int, default=4096,
+                        help='side of the square fp32/bf16 matmul measured as the roof')
     parser.add_argument('--json', default=None, help='write the results here')
     parser.add_argument('--markdown', default=None, help='write a markdown report here')
     return parser.parse_args(argv)
@@ -57,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       modes=args.modes, batch=args.batch, warmup=args.warmup,
                       repeat=args.repeat, kwargs=json.loads(args.kwargs),
                       compare_reference=args.compare_reference, json_path=args.json,
-                      markdown_path=args.markdown, command=command)
+                      markdown_path=args.markdown, command=command, roof_size=args.roof_size)
     except ValueError as error:  # an unknown backbone
         raise SystemExit(str(error))
     return 0

@@ -6,6 +6,13 @@ images/s, and peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the C
 the process's peak resident memory over its state after building the model. Each measurement runs
 in a fresh subprocess (:func:`run_worker`) so that peaks do not leak from one to the next.
 
+Each row also gives the achieved GFLOP/s: the step's FLOPs (2 per multiply-accumulate of the
+convolutions, linear layers, matrix products and attention, counted by
+:func:`~.complexity.count_macs`; a forward+backward step counts three forwards, the usual
+convention) over its median time. A large fp32 (or bf16) matrix product measured in the same run
+(:func:`matmul_roof`, at the start and the end) gives the machine's practical limit, so that the
+report can show each model's distance to it.
+
 With ``compare_reference`` each model is measured twice: as implemented (PyTorch's
 ``scaled_dot_product_attention``) and with the explicit ``softmax(q k^T * scale + bias) v`` of
 :func:`explicit_attention` patched in (:func:`patch_reference_attention`; the library has no such
@@ -26,6 +33,7 @@ import torch.nn.functional as F
 
 from ..engine import atomic_write_bytes
 from .build import build_backbone, resolve_specs
+from .complexity import count_macs
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -132,7 +140,36 @@ def measure(spec: str,
         result['sdpa_backends'] = _cuda_sdpa_backends()
     else:
         result['peak_mem_mb'] = (peak_rss_bytes() - base_rss) / 2**20
+    # Counted after the peak was read: the counting forward must not add to it.
+    result['flops'] = step_flops(model, x, mode)
+    result['gflops_per_s'] = result['flops'] / median / 1e9
     return result
+
+
+def step_flops(model: torch.nn.Module, x: torch.Tensor, mode: str) -> int:
+    """FLOPs of one benchmark step: 2 per multiply-accumulate of a forward (convolutions,
+    linear layers, matrix products, attention), three forwards' worth for forward+backward."""
+    forward = 2 * count_macs(model, x)
+    return forward if mode == 'fwd' else 3 * forward
+
+
+def matmul_roof(device: str, dtype: str, size: int = 4096, warmup: int = 2,
+                repeat: int = 5) -> Dict[str, Any]:
+    """GFLOP/s of a ``size x size`` matrix product (2 FLOPs per multiply-add), the median of
+    ``repeat`` after ``warmup``: what this machine reaches on the easiest dense work."""
+    torch_dtype = torch.bfloat16 if dtype == 'bf16' else torch.float32
+    a, b = (torch.randn(size, size, device=device, dtype=torch_dtype) for _ in range(2))
+    times = []
+    for i in range(warmup + repeat):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return dict(device=device, dtype=dtype, size=size, repeat=repeat, median_s=median,
+                gflops_per_s=2 * size**3 / median / 1e9)
 
 
 def _cuda_sdpa_backends() -> Dict[str, bool]:
@@ -142,9 +179,14 @@ def _cuda_sdpa_backends() -> Dict[str, bool]:
 
 
 def worker_main() -> None:
-    """The worker process: measures the job given as JSON in ``sys.argv[1]``, prints the result
-    as JSON."""
-    sys.stdout.write(json.dumps(measure(**json.loads(sys.argv[1]))) + '\n')
+    """The worker process: runs the job given as JSON in ``sys.argv[1]`` (:func:`measure`, or
+    :func:`matmul_roof` for a job with ``roof=True``), prints the result as JSON."""
+    job = json.loads(sys.argv[1])
+    if job.pop('roof', False):
+        result = matmul_roof(**job)
+    else:
+        result = measure(**job)
+    sys.stdout.write(json.dumps(result) + '\n')
 
 
 def run_worker(job: Dict[str, Any],
@@ -170,15 +212,28 @@ def machine() -> str:
     return info
 
 
-def to_markdown(results: List[Dict[str, Any]], command: str) -> str:
-    """The report: one table row per measurement, then SDPA against explicit attention."""
+def roof_of(roofs: List[Dict[str, Any]], device: str, dtype: str) -> Optional[float]:
+    """The mean matmul GFLOP/s of ``roofs`` measured for ``device`` and ``dtype``, or None."""
+    values = [r['gflops_per_s'] for r in roofs if r['device'] == device and r['dtype'] == dtype]
+    return statistics.mean(values) if values else None
+
+
+def to_markdown(results: List[Dict[str, Any]], command: str,
+                roofs: Sequence[Dict[str, Any]] = ()) -> str:
+    """The report: the matmul roof, one table row per measurement (with its GFLOP/s and share
+    of the roof), then SDPA against explicit attention."""
+    roofs = list(roofs)
     lines = ['| backbone | size | device | dtype | mode | attention | median ms | img/s | '
-             'peak MB |', '|---|---|---|---|---|---|---|---|---|']
+             'peak MB | GFLOP/s | % of roof |', '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
+        roof = roof_of(roofs, r['device'], r['dtype'])
+        gflops = r.get('gflops_per_s')
+        share = f'{100 * gflops / roof:.0f}%' if gflops is not None and roof else '-'
         lines.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['device']} | "
                      f"{r['dtype']} | {r['mode']} | {r['attention']} | "
                      f"{r['median_s'] * 1e3:.1f} | {r['images_per_s']:.2f} | "
-                     f"{r['peak_mem_mb']:.0f} |")
+                     f"{r['peak_mem_mb']:.0f} | "
+                     f"{'-' if gflops is None else f'{gflops:.1f}'} | {share} |")
     ratios = []
     for r in results:
         if r['attention'] != 'sdpa':
@@ -194,7 +249,18 @@ def to_markdown(results: List[Dict[str, Any]], command: str) -> str:
         text += ('\n\nSDPA against explicit softmax attention, same run (speed-up = explicit time '
                  '/ SDPA time; peak memory SDPA / explicit, MB):\n\n| backbone | size | mode | '
                  'speed-up | peak MB |\n|---|---|---|---|---|\n' + '\n'.join(ratios))
-    return f'Command: `{command}`\n\nMachine: {machine()}\n\n{text}\n'
+    head = f'Command: `{command}`\n\nMachine: {machine()}\n\n'
+    if roofs:
+        first = roofs[0]
+        head += (f"Matmul roof, same run (a {first['size']}x{first['size']} `torch.mm`, 2 FLOP per "
+                 f"multiply-add, median of {first['repeat']}; measured before and after the "
+                 "models): "
+                 + '; '.join(f"{r['device']} {r['dtype']} {r['when']}: "
+                             f"{r['gflops_per_s']:.0f} GFLOP/s" for r in roofs)
+                 + '. "GFLOP/s" counts the convolutions, linear layers, matrix products and '
+                 'attention (a forward+backward step as three forwards); "% of roof" divides it '
+                 'by the mean roof of its dtype.\n\n')
+    return f'{head}{text}\n'
 
 
 def markers(key: str) -> Tuple[str, str]:
@@ -235,7 +301,8 @@ def run_benchmark(specs: Sequence[str],
                   json_path: Optional[str] = None,
                   markdown_path: Optional[str] = None,
                   command: str = '',
-                  stream: Optional[TextIO] = None) -> List[Dict[str, Any]]:
+                  stream: Optional[TextIO] = None,
+                  roof_size: int = 4096) -> List[Dict[str, Any]]:
     """Measures every (spec, size, dtype, mode[, attention]) in its own process, writes a line
     per measurement and then the markdown report to ``stream`` (stdout), and returns the results.
 
@@ -255,12 +322,25 @@ def run_benchmark(specs: Sequence[str],
             (:func:`write_report`).
         command: The command line, quoted in the report.
         stream: Where progress and the report go (default: stdout).
+        roof_size: Side of the square matrices of the matmul roof (:func:`matmul_roof`),
+            measured before and after the models for every dtype.
 
     Raises:
         ValueError: A spec names no registered backbone.
     """
     stream = stream or sys.stdout
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    roofs = []
+
+    def measure_roofs(when):
+        for dtype in dtypes:
+            roof = run_worker(dict(roof=True, device=device, dtype=dtype, size=roof_size))
+            if roof:
+                roofs.append(dict(roof, when=when))
+                stream.write(f"matmul roof ({device} {dtype}, {when}): "
+                             f"{roof['gflops_per_s']:.0f} GFLOP/s\n")
+
+    measure_roofs('before')
     results = []
     for spec in resolve_specs(list(specs)):
         for size in map(parse_size, sizes):
@@ -276,12 +356,15 @@ def run_benchmark(specs: Sequence[str],
                             stream.write(f"{spec:20s} {size[0]}x{size[1]:<5d} {dtype} {mode:7s} "
                                          f"{result['attention']:8s} "
                                          f"{result['median_s'] * 1e3:9.1f} ms"
-                                         f"  {result['peak_mem_mb']:8.0f} MB\n")
+                                         f"  {result['peak_mem_mb']:8.0f} MB"
+                                         f"  {result['gflops_per_s']:7.1f} GFLOP/s\n")
                             stream.flush()
+    measure_roofs('after')
     if json_path:
         with open(json_path, 'w') as f:
-            json.dump(dict(machine=machine(), command=command, results=results), f, indent=1)
-    report = to_markdown(results, command)
+            json.dump(dict(machine=machine(), command=command, roofs=roofs, results=results), f,
+                      indent=1)
+    report = to_markdown(results, command, roofs)
     if markdown_path:
         write_report(markdown_path, report, key=device)
     stream.write(report + '\n')
