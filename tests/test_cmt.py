@@ -13,8 +13,8 @@ from mmhybrid.checkpoint import get_converter
 from mmhybrid.checkpoint.core import convert_checkpoint_file
 from mmhybrid.models import CMT
 from mmhybrid.models.backbones import cmt as cmt_module
-from mmhybrid.models.backbones.cmt import key_grid
-from mmhybrid.models.layers import resize_position_bias
+from mmhybrid.models.backbones.cmt import IRFFN, key_grid
+from mmhybrid.models.layers import RowBandBias, fusion, resize_position_bias
 
 # The parity README's reduced CMT-Ti (classifier fc_dim 256 / 100 classes is dropped).
 REDUCED_TI = PARITY_MODELS['cmt_tiny_reduced'][1]
@@ -222,3 +222,141 @@ def test_official_layout_round_trip_and_offline_conversion(tmp_path):
     converted = torch.load(dst, weights_only=True)
     assert list(converted) == list(model.state_dict())
     assert all(torch.equal(converted[k], v) for k, v in model.state_dict().items())
+
+
+# ------------------------------------------------------------------------ inference rewrites
+def _randomised_norms(model):
+    # Non-trivial BatchNorm statistics and affines (the defaults would make folds trivial).
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            with torch.no_grad():
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def _plain_and_rewritten(model, x, monkeypatch):
+    with torch.no_grad():
+        monkeypatch.setattr(fusion, 'ENABLED', False)
+        plain = model(x)
+        monkeypatch.setattr(fusion, 'ENABLED', True)
+        return plain, model(x)
+
+
+@pytest.mark.parametrize('channels_last', [True, False])
+@pytest.mark.parametrize('size', [(64, 96), (45, 71), (8, 8)])
+def test_folded_inference_equals_modules(size, channels_last, monkeypatch):
+    torch.manual_seed(0)
+    model = _randomised_norms(CMT(arch=TINY, channels_last=channels_last)).eval()
+    x = torch.randn(2, 3, *size)
+    plain, rewritten = _plain_and_rewritten(model, x, monkeypatch)
+    torch.testing.assert_close(rewritten, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_folds_follow_new_weights_and_training(monkeypatch):
+    # Nothing is cached: loaded weights and a training step (parameters and running statistics)
+    # take effect at the next inference.
+    torch.manual_seed(0)
+    model = _randomised_norms(CMT(arch=TINY)).eval()
+    x = torch.randn(1, 3, 64, 96)
+    first = _plain_and_rewritten(model, x, monkeypatch)[1]
+    other = _randomised_norms(CMT(arch=TINY))
+    model.load_state_dict(other.state_dict())
+    plain, rewritten = _plain_and_rewritten(model, x, monkeypatch)
+    torch.testing.assert_close(rewritten, plain, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(first[0], rewritten[0])
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 96))).backward()
+    optimizer.step()
+    model.eval()
+    plain, after_step = _plain_and_rewritten(model, x, monkeypatch)
+    torch.testing.assert_close(after_step, plain, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(after_step[0], rewritten[0])
+
+
+def test_no_rewrites_with_autograd_or_in_training(monkeypatch):
+    # Training (and any forward that records a gradient) runs the modules themselves.
+    calls = []
+    for name in ('bn_affine', 'conv_act', 'add_identity_tap'):
+        original = getattr(cmt_module, name)
+        monkeypatch.setattr(cmt_module, name,
+                            lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k))
+    model = CMT(arch=TINY).eval()
+    model(torch.randn(1, 3, 64, 64))
+    model.train()(torch.randn(2, 3, 64, 64))
+    assert not calls
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, 64, 64))
+    assert calls
+
+
+def test_fc2_fold_only_on_maps_larger_than_its_weight():
+    ffn = _randomised_norms(IRFFN(8, 32, dict(type='BN'), dict(type='GELU'))).eval()
+    assert ffn.folded_fc2(torch.empty(1, 8, 4, 4)) is None  # 16 positions < 32 channels
+    assert ffn.folded_fc2(torch.empty(1, 8, 4, 8)) is not None
+    assert ffn.train().folded_fc2(torch.empty(1, 8, 4, 8)) is None  # batch statistics
+
+
+def test_fusion_helpers_equal_the_modules():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 4, 1)
+    pre = _randomised_norms(torch.nn.BatchNorm2d(6)).eval()
+    post = _randomised_norms(torch.nn.BatchNorm2d(4)).eval()
+    x = torch.randn(2, 6, 5, 7)
+    with torch.no_grad():
+        expected = post(conv(pre(x)))
+        weight, bias = fusion.fold_bn_around(conv.weight.flatten(1), conv.bias,
+                                             fusion.bn_affine(pre), fusion.bn_affine(post))
+        for layout in (torch.contiguous_format, torch.channels_last):
+            out = fusion.pointwise_act(x.contiguous(memory_format=layout), weight, bias)
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        dw = torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6)
+        weight, bias = fusion.fold_bn_after(dw.weight, dw.bias, fusion.bn_affine(pre))
+        torch.testing.assert_close(F.conv2d(x, weight, bias, 2, 1, 1, 6), pre(dw(x)))
+        dw = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6)
+        gelu = torch.nn.GELU()
+        for layout in (torch.contiguous_format, torch.channels_last):
+            x = x.contiguous(memory_format=layout)
+            out = fusion.conv_act(x, fusion.add_identity_tap(dw.weight), dw.bias, gelu, 1, 1, 6)
+            torch.testing.assert_close(out, gelu(x + dw(x)), rtol=1e-5, atol=1e-5)
+        assert fusion.bn_affine(pre.train()) is None
+
+
+@pytest.mark.parametrize('src,dst', [((8, 8), (25, 19)), ((8, 8), (8, 13)), ((7, 7), (3, 2)),
+                                     ((4, 4), (1, 9))])
+def test_row_band_bias_equals_whole_resize(src, dst):
+    torch.manual_seed(0)
+    src_key, dst_key = key_grid(*src, 2), key_grid(*dst, 2)
+    bias = torch.randn(3, src[0] * src[1], src_key[0] * src_key[1])
+    whole = resize_position_bias(bias, src, src_key, dst, dst_key)
+    banded = RowBandBias(bias, src, src_key, dst, dst_key, torch.float32)
+    for rows in (1, 2, 5, dst[0]):
+        bands = [banded.rows(top, min(top + rows, dst[0])) for top in range(0, dst[0], rows)]
+        torch.testing.assert_close(torch.cat(bands, 1), whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('size', [(100, 76), (37, 53), (150, 33)])
+def test_attention_in_query_bands_equals_whole(size, monkeypatch):
+    torch.manual_seed(0)
+    model = _randomised_norms(CMT(arch=TINY)).eval()
+    x = torch.randn(2, 3, *size)
+    calls = []
+    original = cmt_module.RowBandBias.rows
+    monkeypatch.setattr(cmt_module.RowBandBias, 'rows',
+                        lambda self, *a: calls.append(a) or original(self, *a))
+    with torch.no_grad():
+        whole = model(x)
+        assert not calls  # small biases stay whole
+        monkeypatch.setattr(cmt_module, 'BIAS_WHOLE_BYTES', 0)
+        for band_bytes in (1, 20000):
+            monkeypatch.setattr(cmt_module, 'BIAS_BAND_BYTES', band_bytes)
+            torch.testing.assert_close(model(x), whole, rtol=1e-5, atol=1e-5)
+    assert any(bottom - top == 1 for top, bottom in calls)
+    assert any(bottom - top > 1 for top, bottom in calls)
+    # With autograd the whole bias is used (the backward needs it).
+    calls.clear()
+    model(x)
+    assert not calls

@@ -11,7 +11,8 @@ stored at that native size and resized at run time to the real query and key gri
 state dict of another pretrain size is resized on load (:meth:`CMT.adapt_state_dict`).
 """
 import math
-from typing import Any, Dict, List, Optional, Union
+from functools import partial
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -24,8 +25,16 @@ from ..layers import (LayerNorm2d, Stage, add_residual, gelu_then_norm, grouped_
                       init_official_weights_, map_row_bands, maybe_checkpoint, merge_heads,
                       pad_to_multiple, pointwise_conv, resize_position_bias, rows_per_band,
                       split_heads)
-from ..layers.position_bias import Grid
+from ..layers.fusion import (add_identity_tap, bn_affine, conv_act, fold_bn_after, fold_bn_around,
+                             fusion_enabled, pointwise_act)
+from ..layers.position_bias import Grid, RowBandBias
 from .base import NUM_STAGES, HybridBackbone
+
+
+# At inference a stage whose resized bias would exceed BIAS_WHOLE_BYTES runs attention in bands
+# of query rows with about BIAS_BAND_BYTES of bias each (RowBandBias).
+BIAS_WHOLE_BYTES = 64 * 2**20
+BIAS_BAND_BYTES = 16 * 2**20
 
 
 def key_grid(height: int, width: int, sr_ratio: int) -> Grid:
@@ -60,6 +69,13 @@ class CMTStem(nn.Module):
             setattr(self, f'norm{i}', build_norm_layer(norm_cfg, channels)[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fusion_enabled(x):  # inference: each conv and its GELU in one call where possible
+            for i in range(1, 4):
+                conv = getattr(self, f'conv{i}')
+                x = getattr(self, f'norm{i}')(conv_act(x, conv.weight, conv.bias,
+                                                        getattr(self, f'act{i}'), conv.stride[0],
+                                                        conv.padding[0]))
+            return x
         for i in range(1, 4):
             x = gelu_then_norm(getattr(self, f'act{i}'), getattr(self, f'norm{i}'),
                                getattr(self, f'conv{i}')(x))
@@ -117,23 +133,40 @@ class LightweightMHSA(nn.Module):
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio, groups=dim)
             self.sr_norm = build_norm_layer(norm_cfg, dim)[1]
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """``x``: normed NCHW map; ``bias``: ``(heads, H*W, Hk*Wk)``. Returns NCHW."""
+    def forward(self, x: torch.Tensor, bias: Union[torch.Tensor, RowBandBias]) -> torch.Tensor:
+        """``x``: normed NCHW map; ``bias``: ``(heads, H*W, Hk*Wk)``, or at inference a
+        :class:`RowBandBias` (attention then runs in bands of query rows, each band with its
+        rows of the bias). Returns NCHW."""
         b, c, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         if self.sr_ratio > 1:
             # A side shorter than the reduction is padded up to it (one key along that side).
             pad_h, pad_w = max(self.sr_ratio - h, 0), max(self.sr_ratio - w, 0)
             kv = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
-            kv = self.sr_norm(self.sr(kv)).flatten(2).transpose(1, 2)
+            affine = bn_affine(self.sr_norm) if fusion_enabled(x) else None
+            if affine is not None:  # inference: the BatchNorm folded into the reduction conv
+                weight, conv_bias = fold_bn_after(self.sr.weight, self.sr.bias, affine)
+                kv = F.conv2d(kv, weight, conv_bias, self.sr_ratio, 0, 1, self.sr.groups)
+            else:
+                kv = self.sr_norm(self.sr(kv))
+            kv = kv.flatten(2).transpose(1, 2)
         else:
             kv = tokens
         # One group (global attention): (B, 1, heads, N, d).
         q, k, v = (split_heads(proj(t), 1, self.num_heads)[0][:, None]
                    for proj, t in ((self.q, tokens), (self.k, kv), (self.v, kv)))
-        out = grouped_attention(q, k, v, bias, scale=self.scale)
+        if isinstance(bias, RowBandBias):
+            out = x.new_empty(b, h * w, c)
+            rows = bias.rows_per_band(BIAS_BAND_BYTES)
+            for top in range(0, h, rows):
+                bottom = min(top + rows, h)
+                band = grouped_attention(q[..., top * w:bottom * w, :], k, v,
+                                         bias.rows(top, bottom), scale=self.scale)
+                out[:, top * w:bottom * w] = merge_heads(band[:, 0])
+                del band
+        else:
+            out = merge_heads(grouped_attention(q, k, v, bias, scale=self.scale)[:, 0])
         del q, k, v  # freed before the projection (inference peak at detection sizes)
-        out = merge_heads(out[:, 0])
         return self.proj(out).transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -166,11 +199,38 @@ class IRFFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
+            fn = self._forward
+            if fusion_enabled(x):
+                fn = partial(self._forward_fused, self.folded_fc2(x))
             # Inference: bands of rows (the 3x3 conv looks one row up and down), so that the
             # hidden maps (4x the channels) of a detection-size map are never whole.
-            return map_row_bands(self._forward, x, halo=1,
-                                 rows=rows_per_band(x, self.fc1.out_channels))
+            return map_row_bands(fn, x, halo=1, rows=rows_per_band(x, self.fc1.out_channels))
         return self._forward(x)
+
+    def folded_fc2(self, x: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """``norm3(fc2(norm2(.)))`` on ``x``'s hidden map as one ``(out, in)`` weight and bias,
+        when both norms are BatchNorms in eval mode (exact: a 1x1 conv has no padding between
+        the norms and itself) and the map has at least as many positions as the hidden
+        channels (else the folded weight is larger than the maps the two norms would pass
+        over, and folding costs more than it saves); otherwise ``None``."""
+        if x.shape[0] * x.shape[2] * x.shape[3] < self.fc2.in_channels:
+            return None
+        pre, post = bn_affine(self.norm2), bn_affine(self.norm3)
+        if pre is None or post is None:
+            return None
+        return fold_bn_around(self.fc2.weight.flatten(1), self.fc2.bias, pre, post)
+
+    def _forward_fused(self, fc2: Optional[Tuple[torch.Tensor, torch.Tensor]],
+                       x: torch.Tensor) -> torch.Tensor:
+        # Inference: the residual as the 3x3 conv's centre tap (x + dw(x)), run with its GELU
+        # in one call; norm2 and norm3 folded into fc2 when ``fc2`` gives the folded weights.
+        # norm1 stays (the 3x3 conv's zero padding lies between it and the conv).
+        x = self.norm1(self.act1(pointwise_conv(self.fc1, x)))
+        x = conv_act(x, add_identity_tap(self.dwconv.weight), self.dwconv.bias, self.act2,
+                     padding=1, groups=self.dwconv.groups)
+        if fc2 is None:
+            return self.norm3(pointwise_conv(self.fc2, self.norm2(x)))
+        return pointwise_act(x, *fc2)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         # One step per statement, rebinding ``x``: every hidden map is freed as soon as it is
@@ -216,7 +276,11 @@ class CMTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         # Each branch is a fresh tensor: the residual sums reuse its buffer (add_residual).
-        x = add_residual(self.lpu(x), x)
+        if fusion_enabled(x):  # inference: x + lpu(x) as one conv (centre tap plus one)
+            x = F.conv2d(x, add_identity_tap(self.lpu.weight), self.lpu.bias, 1, 1, 1,
+                         self.lpu.groups)
+        else:
+            x = add_residual(self.lpu(x), x)
         x = add_residual(self.drop_path(self.attn(self.norm1(x), bias)), x)
         return add_residual(self.drop_path(self.ffn(self.norm2(x))), x)
 
@@ -252,8 +316,19 @@ class CMTStage(Stage):
         self.relative_pos = nn.Parameter(
             torch.randn(num_heads, math.prod(self.query_grid), math.prod(self.key_grid)))
 
-    def position_bias(self, query_grid: Grid, dtype: torch.dtype) -> torch.Tensor:
-        """The bias for an actual query grid, as ``(heads, Hq*Wq, Hk*Wk)`` in ``dtype``."""
+    def position_bias(self, query_grid: Grid,
+                      dtype: torch.dtype) -> Union[torch.Tensor, RowBandBias]:
+        """The bias for an actual query grid, as ``(heads, Hq*Wq, Hk*Wk)`` in ``dtype``; under
+        ``no_grad`` in eager mode, a :class:`RowBandBias` when the whole bias would take more
+        than ``BIAS_WHOLE_BYTES`` (its blocks then resize the query rows band by band: each
+        block redoes that part of the resize, the whole bias never exists)."""
+        keys = key_grid(*query_grid, self.sr_ratio)
+        whole_bytes = (self.relative_pos.shape[0] * math.prod(query_grid) * math.prod(keys)
+                       * torch.finfo(dtype).bits // 8)
+        if (whole_bytes > BIAS_WHOLE_BYTES and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling() and not torch.compiler.is_exporting()):
+            return RowBandBias(self.relative_pos, self.query_grid, self.key_grid, query_grid,
+                               keys, dtype)
         bias = resize_position_bias(self.relative_pos, self.query_grid, self.key_grid,
                                     query_grid, key_grid(*query_grid, self.sr_ratio)).to(dtype)
         if not torch.is_grad_enabled():

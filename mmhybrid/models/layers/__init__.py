@@ -4,11 +4,13 @@ One concept per file: ``attention`` (the SDPA core with broadcast bias and paddi
 ``attention_grad`` (its backward for learnable biases: probabilities recomputed, not stored),
 ``padding`` (pad to a multiple and crop), ``windows`` (group/window partition and merge),
 ``stage`` (downsample + blocks + per-block checkpointing), ``init`` (the official default
-initialisation), ``position_bias`` (resizing dense attention biases), ``residual`` (residual
-additions in place where that is exact), ``pointwise`` (1x1 convs on channels-last maps as
-matrix products), ``act_norm`` (GELU then BatchNorm storing one map in training), ``mlp``
-(the token MLP), ``norm`` (LayerNorm on NCHW maps, output norms), ``checkpoint`` (activation
-checkpointing) and ``chunking`` (inference on large maps in bands of rows).
+initialisation), ``position_bias`` (resizing dense attention biases, whole or in bands of
+query rows), ``residual`` (residual additions in place where that is exact), ``pointwise``
+(1x1 convs on channels-last maps as matrix products), ``act_norm`` (GELU then BatchNorm
+storing one map in training), ``fusion`` (inference-only folds of BatchNorms and residuals
+into convs, conv and GELU in one call), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW
+maps, output norms), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on
+large maps in bands of rows).
 """
 from .act_norm import GeluBatchNorm, gelu_then_norm
 from .attention import (PADDING_MASK_VALUE, TokenAttention, grouped_attention, merge_heads,
@@ -21,7 +23,7 @@ from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
 from .padding import ceil_div, crop_to, pad_to_multiple, padding_map, same_size
 from .pointwise import pointwise_conv
-from .position_bias import cubic_resize_matrix, resize_position_bias
+from .position_bias import RowBandBias, cubic_resize_matrix, resize_position_bias
 from .residual import add_residual
 from .stage import Stage
 from .windows import (AxisLayout, apply_in_groups, group_shape, merge_groups, partition_groups,
@@ -29,7 +31,7 @@ from .windows import (AxisLayout, apply_in_groups, group_shape, merge_groups, pa
 
 __all__ = [
     'AxisLayout', 'GeluBatchNorm', 'LayerNorm2d', 'Mlp', 'PADDING_MASK_VALUE',
-    'RecomputedBiasAttention', 'Stage', 'TokenAttention', 'add_residual', 'apply_in_groups',
+    'RecomputedBiasAttention', 'RowBandBias', 'Stage', 'TokenAttention', 'add_residual', 'apply_in_groups',
     'build_out_norm', 'ceil_div', 'crop_to', 'cubic_resize_matrix', 'gelu_then_norm',
     'group_shape', 'grouped_attention', 'init_official_weights_', 'map_row_bands',
     'maybe_checkpoint', 'merge_groups', 'merge_heads', 'pad_to_multiple', 'padding_bias',
