@@ -82,8 +82,8 @@ def add_identity_tap(weight: torch.Tensor) -> torch.Tensor:
     """The weight of ``x + dw(x)`` for a depth-wise ``(C, 1, k, k)`` conv of odd ``k`` that keeps
     the size (stride 1, padding ``k // 2``): its centre tap plus one."""
     weight = weight.clone()
-    centre = weight.shape[-1] // 2
-    weight[:, 0, centre, centre] += 1
+    # The centre of the flattened k x k taps, through views (no indexing copy-back).
+    weight.view(weight.shape[0], -1).select(1, weight.shape[-1] * weight.shape[-2] // 2).add_(1)
     return weight
 
 
