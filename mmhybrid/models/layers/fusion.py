@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 # Switch for tests and A/B measurements: False runs the plain modules everywhere.
 ENABLED = True
@@ -31,9 +32,10 @@ _ONEDNN_POINTWISE = (torch.backends.mkldnn.is_available()
 
 
 def fusion_enabled(x: torch.Tensor) -> bool:
-    """Whether the inference rewrites apply to a call on ``x`` (eager, no grad)."""
+    """Whether the inference rewrites apply to a call on ``x``: eager, no grad, and no Python
+    dispatch mode active (e.g. ``FlopCounterMode``, which counts the modules' own ops)."""
     return (ENABLED and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-            and not torch.compiler.is_exporting())
+            and not torch.compiler.is_exporting() and _get_current_dispatch_mode() is None)
 
 
 def bn_affine(bn: nn.Module) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
