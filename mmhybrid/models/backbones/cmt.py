@@ -25,8 +25,8 @@ from ..layers import (LayerNorm2d, Stage, add_residual, gelu_then_norm, grouped_
                       init_official_weights_, map_row_bands, maybe_checkpoint, merge_heads,
                       pad_to_multiple, pointwise_conv, resize_position_bias, rows_per_band,
                       split_heads)
-from ..layers.fusion import (add_identity_tap, bn_affine, conv_act, fold_bn_after, fold_bn_around,
-                             fusion_enabled, pointwise_act)
+from ..layers.fusion import (add_identity_tap, bn_affine, conv_act, eager_inference,
+                             fold_bn_after, fold_bn_around, fusion_enabled, pointwise_act)
 from ..layers.position_bias import Grid, RowBandBias
 from .base import NUM_STAGES, HybridBackbone
 
@@ -319,14 +319,14 @@ class CMTStage(Stage):
     def position_bias(self, query_grid: Grid,
                       dtype: torch.dtype) -> Union[torch.Tensor, RowBandBias]:
         """The bias for an actual query grid, as ``(heads, Hq*Wq, Hk*Wk)`` in ``dtype``; under
-        ``no_grad`` in eager mode, a :class:`RowBandBias` when the whole bias would take more
-        than ``BIAS_WHOLE_BYTES`` (its blocks then resize the query rows band by band: each
-        block redoes that part of the resize, the whole bias never exists)."""
+        ``no_grad`` in eager mode (``layers.fusion.eager_inference``), a :class:`RowBandBias`
+        when the whole bias would take more than ``BIAS_WHOLE_BYTES`` (its blocks then resize
+        the query rows band by band: each block redoes that part of the resize, the whole bias
+        never exists)."""
         keys = key_grid(*query_grid, self.sr_ratio)
         whole_bytes = (self.relative_pos.shape[0] * math.prod(query_grid) * math.prod(keys)
                        * torch.finfo(dtype).bits // 8)
-        if (whole_bytes > BIAS_WHOLE_BYTES and not torch.is_grad_enabled()
-                and not torch.compiler.is_compiling() and not torch.compiler.is_exporting()):
+        if whole_bytes > BIAS_WHOLE_BYTES and eager_inference():
             return RowBandBias(self.relative_pos, self.query_grid, self.key_grid, query_grid,
                                keys, dtype)
         bias = resize_position_bias(self.relative_pos, self.query_grid, self.key_grid,

@@ -31,11 +31,17 @@ _ONEDNN_POINTWISE = (torch.backends.mkldnn.is_available()
                      and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
 
 
-def fusion_enabled(x: torch.Tensor) -> bool:
-    """Whether the inference rewrites apply to a call on ``x``: eager, no grad, and no Python
+def eager_inference() -> bool:
+    """No gradient recorded, not traced (compile, export, ``torch.jit.trace``) and no Python
     dispatch mode active (e.g. ``FlopCounterMode``, which counts the modules' own ops)."""
-    return (ENABLED and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-            and not torch.compiler.is_exporting() and _get_current_dispatch_mode() is None)
+    return (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting() and not torch.jit.is_tracing()
+            and _get_current_dispatch_mode() is None)
+
+
+def fusion_enabled(x: torch.Tensor) -> bool:
+    """Whether the inference rewrites apply to a call on ``x`` (:func:`eager_inference`)."""
+    return ENABLED and eager_inference()
 
 
 def bn_affine(bn: nn.Module) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
