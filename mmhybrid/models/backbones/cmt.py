@@ -291,7 +291,9 @@ class CMTStage(Stage):
     The bias is stored at the pretrain grids and resized once per forward to the actual grids;
     the resized bias lives only while the stage runs. (It is not kept across forwards: at
     800x1344 the four stages' biases take 530 MB, more than the rest of an inference's peak,
-    and detection inputs change size from image to image anyway.)
+    and detection inputs change size from image to image anyway.) At inference a bias larger
+    than ``BIAS_WHOLE_BYTES`` is not built whole either: the blocks get a :class:`RowBandBias`
+    and run attention in bands of query rows (:meth:`position_bias`).
 
     Args:
         downsample: The stage's patch embedding.
