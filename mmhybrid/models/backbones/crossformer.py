@@ -272,7 +272,7 @@ class CrossFormerBlock(nn.Module):
 
 
 # The size of one chunk's qkv tokens, or one band's MLP hidden tokens, in chunked inference.
-CHUNK_BYTES = 24 * 2**20
+CHUNK_BYTES = 12 * 2**20
 
 
 def use_chunked_inference(block: nn.Module) -> bool:
