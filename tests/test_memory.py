@@ -174,7 +174,6 @@ def test_recomputed_bias_attention_is_the_formula(mask_shape, monkeypatch):
 
 
 def test_grouped_attention_routes_learnable_bias_through_recompute(monkeypatch):
-    monkeypatch.setattr(attention_module, 'SMALL_GROUP_KEYS', 5)  # the 6 keys below are many
     calls = []
     original = attention_grad.RecomputedBiasAttention.apply
     monkeypatch.setattr(attention_grad.RecomputedBiasAttention, 'apply',
@@ -190,12 +189,10 @@ def test_grouped_attention_routes_learnable_bias_through_recompute(monkeypatch):
 
 
 @pytest.mark.parametrize('family,size', [('CMT', (96, 80)), ('CrossFormer', (64, 96))])
-@pytest.mark.parametrize('small_group_keys', [0, 64])  # every group large / the default
-def test_gradients_equal_explicit_attention(family, size, small_group_keys, monkeypatch):
+def test_gradients_equal_explicit_attention(family, size, monkeypatch):
     # A whole tiny model in float64 (CrossFormer at a size that pads and masks its groups):
     # every parameter's gradient (the learnable biases included) through the recomputing
-    # backward (or the small-group formula) equals the one through the explicit formula.
-    monkeypatch.setattr(attention_module, 'SMALL_GROUP_KEYS', small_group_keys)
+    # backward equals the one through the explicit formula.
     torch.manual_seed(0)
     model = MODELS.build(dict(type=f'mmhybrid.{family}',
                               **CONTRACT_MODELS[family])).double().train()
@@ -211,10 +208,7 @@ def test_gradients_equal_explicit_attention(family, size, small_group_keys, monk
     monkeypatch.setattr(attention_grad.RecomputedBiasAttention, 'apply',
                         lambda *a: calls.append(1) or original(*a))
     got = grads()
-    if small_group_keys == 0:
-        assert len(calls) == sum(CONTRACT_MODELS[family]['arch']['depths'])
-    elif family == 'CrossFormer':
-        assert not calls  # 7x7 groups: the small-group formula
+    assert len(calls) == sum(CONTRACT_MODELS[family]['arch']['depths'])
     monkeypatch.setattr(attention_module, 'use_recomputed_bias_attention', lambda q, mask: False)
     monkeypatch.setattr(F, 'scaled_dot_product_attention',
                         lambda q, k, v, attn_mask=None, scale=None: _explicit(
@@ -223,25 +217,6 @@ def test_gradients_equal_explicit_attention(family, size, small_group_keys, monk
     assert got.keys() == want.keys() and len(got) == len(list(model.parameters()))
     for name in got:
         torch.testing.assert_close(got[name], want[name], msg=name)
-
-
-@pytest.mark.parametrize('mask_shape', MASK_SHAPES + [(7, 5)])
-def test_small_group_attention_is_the_formula(mask_shape):
-    # Learnable bias, few keys: the formula with autograd, storing the probabilities only.
-    q, k, v, mask = _attention_inputs(mask_shape)
-    assert torch.autograd.gradcheck(
-        lambda *t: attention_module.biased_softmax_attention(*t, scale=0.7), (q, k, v, mask))
-    calls = []
-    original = attention_module.biased_softmax_attention
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(attention_module, 'biased_softmax_attention',
-                      lambda *a: calls.append(1) or original(*a))
-        bias = torch.randn(3, 6, 6, dtype=torch.float64, requires_grad=True)
-        qg, kg, vg = (torch.randn(2, 4, 3, 6, 4, dtype=torch.float64) for _ in range(3))
-        out = grouped_attention(qg, kg, vg, bias, scale=0.5)
-    assert calls == [1]
-    with torch.no_grad():
-        torch.testing.assert_close(grouped_attention(qg, kg, vg, bias, scale=0.5), out)
 
 
 @pytest.mark.parametrize('momentum', [0.1, None])

@@ -8,8 +8,7 @@ instead of being repeated per image: the fused CPU kernel accepts such 4-D masks
 silently send it to the math path that materialises the logits. CUDA's fused kernels also
 need the mask's last dimension to have unit stride. A bias that needs a gradient has no fused
 CPU backward: such calls go through :mod:`.attention_grad` (fused forward, probabilities
-recomputed in the backward instead of stored), or, for small groups (at most
-:data:`SMALL_GROUP_KEYS` keys), through the plain formula, which stores only the probabilities.
+recomputed in the backward instead of stored).
 """
 from typing import Optional, Tuple
 
@@ -22,12 +21,6 @@ from .attention_grad import recomputed_bias_attention, use_recomputed_bias_atten
 # The official codes mask padded keys by adding -1e6 (not -inf): a group made only of padding
 # then still has a finite softmax (its outputs are discarded with the padding).
 PADDING_MASK_VALUE = -1e6
-
-# With a learnable bias, groups of at most this many keys (CrossFormer's 7x7) store their
-# probabilities instead of recomputing them: about as much memory as the recompute's output and
-# log-sum-exp (Nk vs head-dim floats per query), and one batched product of tiny matrices less
-# in the backward, where those are slow.
-SMALL_GROUP_KEYS = 64
 
 
 def split_heads(x: torch.Tensor, parts: int, num_heads: int) -> Tuple[torch.Tensor, ...]:
@@ -102,30 +95,12 @@ def grouped_attention(q: torch.Tensor,
     if mask is not None and mask.stride(-1) != 1:
         # CUDA's fused kernels need a unit last-dim stride in the mask too (the CPU's do not).
         mask = mask.contiguous()
-    if use_recomputed_bias_attention(q, mask) and num_k <= SMALL_GROUP_KEYS:
-        out = biased_softmax_attention(q, k, v, mask, scale)
-    elif use_recomputed_bias_attention(q, mask):
+    if use_recomputed_bias_attention(q, mask):
         # A learnable bias on the CPU: SDPA would store the probabilities for its backward.
         out = recomputed_bias_attention(q, k, v, mask, scale)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return out.reshape(batch, groups, heads, num_q, dim)
-
-
-def biased_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                             mask: torch.Tensor, scale: Optional[float] = None) -> torch.Tensor:
-    """``softmax(q k^T * scale + mask) v`` by the formula; autograd keeps only the
-    probabilities (and q, k, v): the scale and mask are applied in place on the logits.
-
-    SDPA's math path, which a learnable mask would take, also stores scaled copies of q and k.
-    """
-    scale = q.shape[-1]**-0.5 if scale is None else scale
-    logits = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
-    if logits.shape == torch.broadcast_shapes(logits.shape, mask.shape):
-        logits = logits.add_(mask)
-    else:
-        logits = logits + mask
-    return torch.matmul(logits.softmax(-1), v)
 
 
 class TokenAttention(nn.Module):
