@@ -12,8 +12,9 @@ from helpers import (assert_stages_close, converted_model, converted_weights, of
                      parity_case)
 from mmhybrid.checkpoint import CheckpointMismatchError
 from mmhybrid.models import CrossFormer
+from mmhybrid.models.backbones import crossformer
 from mmhybrid.models.backbones.crossformer import (CrossFormerBlock, CrossScaleMerging,
-                                                   has_cooling)
+                                                   group_chunks, has_cooling)
 from mmhybrid.models.layers import group_shape
 
 # crossformer_tiny_reduced*.pth: CrossFormer-T layout with dims 16..128 and depths 2,2,2,2.
@@ -117,6 +118,54 @@ def test_padding_and_masking_equal_attention_over_real_tokens(lda_mode, long_dis
         mine = block._attention(x)
         ref = reference_attention(block, x)
     torch.testing.assert_close(mine, ref, rtol=1e-10, atol=1e-10)
+
+
+def plain_block(block: CrossFormerBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block through its unchunked path."""
+    x = x + block._attention(block.norm1(x))
+    return x + block.mlp(block.norm2(x))
+
+
+@pytest.mark.parametrize('lda_mode', ['iclr', 'regional'])
+@pytest.mark.parametrize('long_distance', [False, True])
+@pytest.mark.parametrize('size', [(12, 12), (13, 17), (25, 9), (2, 9)])
+@pytest.mark.parametrize('chunk_bytes', [1, 3 * 32 * 8 * 40, 1 << 30])
+def test_chunked_inference_equals_the_plain_block(lda_mode, long_distance, size, chunk_bytes,
+                                                  monkeypatch):
+    # Chunks of one phase, of several phases or region rows, and one chunk; padded sizes.
+    monkeypatch.setattr(crossformer, 'CHUNK_BYTES', chunk_bytes)
+    block = make_block(long_distance, lda_mode).double()
+    x = torch.randn(2, *size, 32, dtype=torch.float64)
+    with torch.no_grad():
+        assert crossformer.use_chunked_inference(block)
+        got = block(x)
+        want = plain_block(block, x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert got.is_contiguous() and not x.isnan().any()
+
+
+def test_chunked_inference_only_in_eager_eval_without_grad():
+    block = make_block(True, 'regional')
+    x = torch.randn(1, 9, 11, 32)
+    assert not crossformer.use_chunked_inference(block)  # grad enabled
+    with torch.no_grad():
+        assert not crossformer.use_chunked_inference(block.train())
+        block.eval()
+        before = x.clone()
+        block(x)
+    torch.testing.assert_close(x, before, rtol=0, atol=0)  # the input is not written
+
+
+def test_group_chunks_cover_every_group_once():
+    for regions, stride, phase_tokens, budget in [(4, 8, 10, 1), (4, 8, 10, 35), (4, 8, 10, 80),
+                                                  (4, 8, 10, 250), (3, 1, 7, 1000), (1, 8, 9, 9)]:
+        seen = torch.zeros(regions, stride, dtype=torch.long)
+        chunks = group_chunks(regions, stride, phase_tokens, budget)
+        for rows, phases in chunks:
+            seen[rows, phases] += 1
+        assert (seen == 1).all()
+        if stride * phase_tokens <= budget:
+            assert len(chunks) == math.ceil(regions / (budget // (stride * phase_tokens)))
 
 
 def test_group_layouts():
