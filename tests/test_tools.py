@@ -218,7 +218,7 @@ def test_missing_inputs_follows_wrapped_datasets_and_annotation_files(tmp_path):
     assert missing_inputs(cfg, (), pretrained=False) == []
 
 
-def test_benchmark_compile_rows(monkeypatch):
+def test_benchmark_compile_rows(monkeypatch, tmp_path):
     """--compile: each row measured again with ``compile=True`` (in its own worker), and the
     report sets the compiled rows against their eager rows with the compile time."""
     from mmhybrid.utils import benchmark
@@ -235,8 +235,12 @@ def test_benchmark_compile_rows(monkeypatch):
         return dict(result, gflops_per_s=result['flops'] / result['median_s'] / 1e9)
 
     monkeypatch.setattr(benchmark, 'run_worker', fake_worker)
+    page = tmp_path / 'benchmarks.md'
     results = benchmark.run_benchmark(['van:b0'], ['64'], device='cpu', modes=['fwd'],
-                                      compile=True, stream=io.StringIO())
+                                      compile=True, stream=io.StringIO(),
+                                      markdown_path=str(page))
+    # Its own block of the page: the eager table (block 'cpu') is kept.
+    assert benchmark.markers('cpu-compile')[0] in page.read_text()
     assert [(j['mode'], j['compile']) for j in jobs if not j.get('roof')] == [
         ('fwd', False), ('fwd', True)]
     report = benchmark.to_markdown(results, 'cmd')

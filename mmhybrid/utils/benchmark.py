@@ -351,7 +351,8 @@ def run_benchmark(specs: Sequence[str],
         compare_reference: Also measure with :func:`explicit_attention`.
         json_path: Write the machine, command and results here as JSON.
         markdown_path: Write the report into this page, in the block of ``device``
-            (:func:`write_report`).
+            (:func:`write_report`; ``<device>-compile`` for a run with ``compile``, so that it
+            does not replace the eager table).
         command: The command line, quoted in the report.
         stream: Where progress and the report go (default: stdout).
         roof_size: Side of the square matrices of the matmul roof (:func:`matmul_roof`),
@@ -401,6 +402,6 @@ def run_benchmark(specs: Sequence[str],
                       indent=1)
     report = to_markdown(results, command, roofs)
     if markdown_path:
-        write_report(markdown_path, report, key=device)
+        write_report(markdown_path, report, key=device + '-compile' * compile)
     stream.write(report + '\n')
     return results
