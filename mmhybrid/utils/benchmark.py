@@ -240,7 +240,8 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
         gflops = r.get('gflops_per_s')
         share = f'{100 * gflops / roof:.0f}%' if gflops is not None and roof else '-'
         lines.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['device']} | "
-                     f"{r['dtype']} | {r['mode']} | {r['attention']}{', compiled' * bool(r.get('compile'))} | "
+                     f"{r['dtype']} | {r['mode']} | {r['attention']}"
+                     f"{', compiled' * bool(r.get('compile'))} | "
                      f"{r['median_s'] * 1e3:.1f} | {r['images_per_s']:.2f} | "
                      f"{r['peak_mem_mb']:.0f} | "
                      f"{'-' if gflops is None else f'{gflops:.1f}'} | {share} |")
