@@ -1,4 +1,5 @@
 """tools/get_flops.py and tools/benchmark.py: counts that include attention, a runnable benchmark."""
+import io
 import json
 import subprocess
 import sys
@@ -215,3 +216,33 @@ def test_missing_inputs_follows_wrapped_datasets_and_annotation_files(tmp_path):
         f'model.neck.init_cfg: {tmp_path}/neck.pth',
     ]
     assert missing_inputs(cfg, (), pretrained=False) == []
+
+
+def test_benchmark_compile_rows(monkeypatch, tmp_path):
+    """--compile: each row measured again with ``compile=True`` (in its own worker), and the
+    report sets the compiled rows against their eager rows with the compile time."""
+    from mmhybrid.utils import benchmark
+    jobs = []
+
+    def fake_worker(job, err_stream=None):
+        jobs.append(job)
+        if job.get('roof'):
+            return dict(job, repeat=1, median_s=1.0, gflops_per_s=100.0)
+        result = dict(job, size=list(job['size']), attention='sdpa', images_per_s=1.0,
+                      peak_mem_mb=1.0, flops=10**9, median_s=0.5 if job['compile'] else 1.0)
+        if job['compile']:
+            result['compile_s'] = 30.0
+        return dict(result, gflops_per_s=result['flops'] / result['median_s'] / 1e9)
+
+    monkeypatch.setattr(benchmark, 'run_worker', fake_worker)
+    page = tmp_path / 'benchmarks.md'
+    results = benchmark.run_benchmark(['van:b0'], ['64'], device='cpu', modes=['fwd'],
+                                      compile=True, stream=io.StringIO(),
+                                      markdown_path=str(page))
+    # Its own block of the page: the eager table (block 'cpu') is kept.
+    assert benchmark.markers('cpu-compile')[0] in page.read_text()
+    assert [(j['mode'], j['compile']) for j in jobs if not j.get('roof')] == [
+        ('fwd', False), ('fwd', True)]
+    report = benchmark.to_markdown(results, 'cmd')
+    assert '| van:b0 | 64x64 | fp32 | fwd | 1000.0 | 500.0 | 2.00x | 30 |' in report
+    assert 'sdpa, compiled' in report

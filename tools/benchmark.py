@@ -13,7 +13,10 @@ a fresh subprocess so that peaks do not leak from one to the next.
 
 ``--compare-reference`` measures each model twice in one run: as implemented (PyTorch's
 ``scaled_dot_product_attention``) and with an explicit ``softmax(q k^T * scale + bias) v``
-reference attention patched in (the library has no such mode), and reports the ratios. The work is
+reference attention patched in (the library has no such mode), and reports the ratios.
+``--compile`` measures each row a second time under ``torch.compile`` (inductor, in its own
+process) and reports eager against compiled, with the compile time (the first call's extra
+time). The work is
 done by ``mmhybrid.utils.benchmark.run_benchmark``.
 """
 import argparse
@@ -44,6 +47,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--kwargs', default='{}', help='JSON of extra backbone arguments')
     parser.add_argument('--compare-reference', action='store_true',
                         help='also measure with explicit softmax attention')
+    parser.add_argument('--compile', action='store_true',
+                        help='also measure every row under torch.compile (inductor)')
     parser.add_argument('--roof-size', type=int, default=4096,
                         help='side of the square fp32/bf16 matmul measured as the roof')
     parser.add_argument('--json', default=None, help='write the results here')
@@ -59,7 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                       modes=args.modes, batch=args.batch, warmup=args.warmup,
                       repeat=args.repeat, kwargs=json.loads(args.kwargs),
                       compare_reference=args.compare_reference, json_path=args.json,
-                      markdown_path=args.markdown, command=command, roof_size=args.roof_size)
+                      markdown_path=args.markdown, command=command, roof_size=args.roof_size,
+                      compile=args.compile)
     except ValueError as error:  # an unknown backbone
         raise SystemExit(str(error))
     return 0

@@ -89,8 +89,11 @@ def measure(spec: str,
             warmup: int,
             repeat: int,
             batch: int,
-            kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    """One measurement in this process (run it in a fresh one: :func:`run_worker`)."""
+            kwargs: Dict[str, Any],
+            compile: bool = False) -> Dict[str, Any]:
+    """One measurement in this process (run it in a fresh one: :func:`run_worker`); with
+    ``compile``, of ``torch.compile(model)`` (inductor; the first call's extra time is
+    ``compile_s``)."""
     size = tuple(size)
     torch.manual_seed(0)
     model = build_backbone(spec, kwargs).to(device)
@@ -103,14 +106,15 @@ def measure(spec: str,
         model.eval()
     else:
         model.train()
+    run = torch.compile(model) if compile else model
 
     def step():
         if mode == 'fwd':
             with torch.no_grad(), autocast:
-                model(x)
+                run(x)
         else:
             with autocast:
-                outs = model(x)
+                outs = run(x)
             sum(o.float().mean() for o in outs).backward()
             model.zero_grad(set_to_none=True)
 
@@ -122,8 +126,12 @@ def measure(spec: str,
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         base_cuda = torch.cuda.memory_allocated()
-    for _ in range(warmup):
+    start = time.perf_counter()
+    for i in range(warmup):
         step()
+        if i == 0:
+            sync()
+            first_s = time.perf_counter() - start
     sync()
     times = []
     for _ in range(repeat):
@@ -134,7 +142,9 @@ def measure(spec: str,
     median = statistics.median(times)
     result = dict(spec=spec, size=list(size), device=device, dtype=dtype, mode=mode,
                   attention='explicit' if reference else 'sdpa', batch=batch,
-                  median_s=median, images_per_s=batch / median, repeat=repeat)
+                  median_s=median, images_per_s=batch / median, repeat=repeat, compile=compile)
+    if compile and warmup:
+        result['compile_s'] = first_s - median
     if device == 'cuda':
         result['peak_mem_mb'] = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
         result['sdpa_backends'] = _cuda_sdpa_backends()
@@ -230,13 +240,14 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
         gflops = r.get('gflops_per_s')
         share = f'{100 * gflops / roof:.0f}%' if gflops is not None and roof else '-'
         lines.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['device']} | "
-                     f"{r['dtype']} | {r['mode']} | {r['attention']} | "
+                     f"{r['dtype']} | {r['mode']} | {r['attention']}"
+                     f"{', compiled' * bool(r.get('compile'))} | "
                      f"{r['median_s'] * 1e3:.1f} | {r['images_per_s']:.2f} | "
                      f"{r['peak_mem_mb']:.0f} | "
                      f"{'-' if gflops is None else f'{gflops:.1f}'} | {share} |")
     ratios = []
     for r in results:
-        if r['attention'] != 'sdpa':
+        if r['attention'] != 'sdpa' or r.get('compile'):
             continue
         ref = next((q for q in results if q['attention'] == 'explicit' and all(
             q[k] == r[k] for k in ('spec', 'size', 'device', 'dtype', 'mode'))), None)
@@ -244,7 +255,7 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
             ratios.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['mode']} | "
                           f"{ref['median_s'] / r['median_s']:.2f}x | "
                           f"{r['peak_mem_mb']:.0f} / {ref['peak_mem_mb']:.0f} |")
-    text = '\n'.join(lines)
+    text = '\n'.join(lines) + compile_table(results)
     if ratios:
         text += ('\n\nSDPA against explicit softmax attention, same run (speed-up = explicit time '
                  '/ SDPA time; peak memory SDPA / explicit, MB):\n\n| backbone | size | mode | '
@@ -261,6 +272,27 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
                  'attention (a forward+backward step as three forwards); "% of roof" divides it '
                  'by the mean roof of its dtype.\n\n')
     return f'{head}{text}\n'
+
+
+def compile_table(results: List[Dict[str, Any]]) -> str:
+    """Eager against ``torch.compile`` of the same rows (speed-up = eager time / compiled time),
+    with the compile time (the first call's extra time); empty without compiled rows."""
+    keys = ('spec', 'size', 'device', 'dtype', 'mode', 'attention', 'batch')
+    rows = []
+    for r in results:
+        eager = next((q for q in results if not q.get('compile') and all(
+            q[k] == r[k] for k in keys)), None) if r.get('compile') else None
+        if eager:
+            rows.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['dtype']} | "
+                        f"{r['mode']} | {eager['median_s'] * 1e3:.1f} | "
+                        f"{r['median_s'] * 1e3:.1f} | {eager['median_s'] / r['median_s']:.2f}x | "
+                        f"{r.get('compile_s', float('nan')):.0f} |")
+    if not rows:
+        return ''
+    return ('\n\nEager against `torch.compile` (inductor), same run (speed-up = eager time / '
+            'compiled time; compile s = the first call\'s extra time):\n\n| backbone | size | '
+            'dtype | mode | eager ms | compiled ms | speed-up | compile s |\n'
+            '|---|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
 
 
 def markers(key: str) -> Tuple[str, str]:
@@ -302,7 +334,8 @@ def run_benchmark(specs: Sequence[str],
                   markdown_path: Optional[str] = None,
                   command: str = '',
                   stream: Optional[TextIO] = None,
-                  roof_size: int = 4096) -> List[Dict[str, Any]]:
+                  roof_size: int = 4096,
+                  compile: bool = False) -> List[Dict[str, Any]]:
     """Measures every (spec, size, dtype, mode[, attention]) in its own process, writes a line
     per measurement and then the markdown report to ``stream`` (stdout), and returns the results.
 
@@ -319,11 +352,13 @@ def run_benchmark(specs: Sequence[str],
         compare_reference: Also measure with :func:`explicit_attention`.
         json_path: Write the machine, command and results here as JSON.
         markdown_path: Write the report into this page, in the block of ``device``
-            (:func:`write_report`).
+            (:func:`write_report`; ``<device>-compile`` for a run with ``compile``, so that it
+            does not replace the eager table).
         command: The command line, quoted in the report.
         stream: Where progress and the report go (default: stdout).
         roof_size: Side of the square matrices of the matmul roof (:func:`matmul_roof`),
             measured before and after the models for every dtype.
+        compile: Also measure each row under ``torch.compile`` (next to its eager row).
 
     Raises:
         ValueError: A spec names no registered backbone.
@@ -346,15 +381,17 @@ def run_benchmark(specs: Sequence[str],
         for size in map(parse_size, sizes):
             for dtype in dtypes:
                 for mode in modes:
-                    for reference in ([False, True] if compare_reference else [False]):
+                    for reference, compiled in [(False, False)] + [(True, False)] * bool(
+                            compare_reference) + [(False, True)] * bool(compile):
                         job = dict(spec=spec, size=size, device=device, dtype=dtype, mode=mode,
                                    reference=reference, warmup=warmup, repeat=repeat,
-                                   batch=batch, kwargs=kwargs or {})
+                                   batch=batch, kwargs=kwargs or {}, compile=compiled)
                         result = run_worker(job)
                         if result:
                             results.append(result)
                             stream.write(f"{spec:20s} {size[0]}x{size[1]:<5d} {dtype} {mode:7s} "
                                          f"{result['attention']:8s} "
+                                         f"{'compiled' if compiled else 'eager':8s} "
                                          f"{result['median_s'] * 1e3:9.1f} ms"
                                          f"  {result['peak_mem_mb']:8.0f} MB"
                                          f"  {result['gflops_per_s']:7.1f} GFLOP/s\n")
@@ -366,6 +403,6 @@ def run_benchmark(specs: Sequence[str],
                       indent=1)
     report = to_markdown(results, command, roofs)
     if markdown_path:
-        write_report(markdown_path, report, key=device)
+        write_report(markdown_path, report, key=device + '-compile' * compile)
     stream.write(report + '\n')
     return results

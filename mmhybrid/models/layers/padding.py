@@ -37,10 +37,12 @@ def padding_to_multiple(size: int, multiple: int) -> int:
 def same_size(size: Tuple[int, int], other: Tuple[int, int]) -> bool:
     """Whether two ``(H, W)`` sizes are equal, to skip a pad, crop or mask that would do nothing.
 
-    Always False while exporting: the graph then keeps the step (a no-op at sizes that need
-    none) and serves every input size, instead of specialising on the size it was traced with.
+    Always False while exporting or compiling: the graph then keeps the step (a no-op at sizes
+    that need none) and serves every input size, instead of specialising on the size it was
+    traced with (under ``torch.compile`` a branch on the size is a guard, and a new input size
+    on the other side of it compiles the model again).
     """
-    if torch.compiler.is_exporting():
+    if torch.compiler.is_exporting() or torch.compiler.is_compiling():
         return False
     return size[0] == other[0] and size[1] == other[1]
 
@@ -78,7 +80,12 @@ def crop_to(x: torch.Tensor, size: Tuple[int, int], channels_last: bool = False)
         for dim, length in ((dim_h, size[0]), (dim_w, size[1])):
             x = x.index_select(dim, torch.arange(length, device=x.device))
         return x
-    return x.narrow(dim_h, 0, size[0]).narrow(dim_w, 0, size[1])
+    x = x.narrow(dim_h, 0, size[0]).narrow(dim_w, 0, size[1])
+    if torch.compiler.is_compiling():
+        # Whether the view is contiguous depends on the padding: the compiler would guard on
+        # it. A copy has contiguous strides at every size (and is fused into its consumer).
+        x = x.clone(memory_format=torch.contiguous_format)
+    return x
 
 
 def padding_map(size: Tuple[int, int], multiple: Size, device: torch.device) -> torch.Tensor:

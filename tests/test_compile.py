@@ -1,0 +1,162 @@
+"""``torch.compile`` of every backbone: one graph, no recompile on new sizes, eager results.
+
+Backends, to keep the suite short on a 2-core CPU:
+
+- a counting backend (dynamo's trace, run as an FX graph) for the graph-break and recompile
+  checks over a sequence of input sizes, on every tiny arch of ``archs.CONTRACT_MODELS`` and both
+  CrossFormer LDA modes;
+- ``aot_eager`` (dynamo + AOTAutograd's joint forward/backward graph, as inductor gets it) for
+  outputs and gradients in train mode, per family; this is where the custom autograd Functions
+  (``RecomputedBiasAttention``, ``GeluBatchNorm``) are traced;
+- ``inductor`` (generated C++ kernels) on the custom Functions alone (a whole tiny model takes
+  ~90 s to compile here; docs/benchmarks.md records the inductor runs of every family).
+"""
+import pytest
+import torch
+import torch._dynamo as dynamo
+from torch._dynamo.utils import counters
+
+from archs import CONTRACT_MODELS, model_type
+from mmhybrid.models.layers.act_norm import gelu_then_norm
+from mmhybrid.models.layers.attention_grad import RecomputedBiasAttention
+from mmhybrid.registry import MODELS
+
+# Multiples of 32 as mmdet's pad_size_divisor makes them; batch 2, as PyTorch's own choice of
+# the CPU convolution kernel guards on the input size for batch 1 (oneDNN only above 20480
+# input values for dense 3x3 and smaller kernels), which is not the backbones' doing.
+SIZES = [(96, 128), (128, 96), (160, 192)]
+BATCH = 2
+
+# Every contract arch, and CrossFormer with both LDA groupings. CrossFormer's group size is 2 so
+# that none of these sizes takes the small-map path (min(H, W) <= G switches the layout: one
+# more graph per stage below that size, by design).
+MODELS_TO_COMPILE = dict(CONTRACT_MODELS)
+for _mode in ('iclr', 'regional'):
+    MODELS_TO_COMPILE[f'CrossFormer/{_mode}'] = dict(
+        arch=CONTRACT_MODELS['CrossFormer']['arch'], group_size=2, lda_mode=_mode)
+del MODELS_TO_COMPILE['CrossFormer']
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return MODELS.build(dict(type=f'mmhybrid.{model_type(name)}', **MODELS_TO_COMPILE[name]))
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    dynamo.reset()
+    counters.clear()
+    yield
+    dynamo.reset()
+
+
+class CountingBackend:
+    """Counts the graphs dynamo hands over and runs them as traced."""
+
+    def __init__(self):
+        self.graphs = 0
+
+    def __call__(self, gm, example_inputs):
+        self.graphs += 1
+        return gm.forward
+
+
+@pytest.mark.parametrize('train', [False, True], ids=['eval', 'train'])
+@pytest.mark.parametrize('name', sorted(MODELS_TO_COMPILE))
+def test_whole_model_is_one_graph(name, train):
+    """No graph break in eval (no grad) and train mode (grad, the custom Functions)."""
+    model = build(name).train(train)
+    backend = CountingBackend()
+    x = torch.randn(BATCH, 3, *SIZES[0])
+    with torch.set_grad_enabled(train):
+        torch.compile(model, backend=backend, fullgraph=True)(x)
+    assert backend.graphs == 1
+    assert not counters['graph_break'], dict(counters['graph_break'])
+
+
+# The dynamic trace takes 5-70 s per arch here: a subset (all archs: docs/benchmarks.md).
+@pytest.mark.parametrize('name', ['VAN', 'UniFormer'])
+def test_one_graph_serves_every_size(name):
+    """Eval mode: one graph without breaks for all sizes (``dynamic=True``), eager's outputs."""
+    model = build(name).eval()
+    backend = CountingBackend()
+    compiled = torch.compile(model, backend=backend, dynamic=True, fullgraph=True)
+    with torch.no_grad():
+        for size in SIZES:
+            x = torch.randn(BATCH, 3, *size)
+            for out, ref in zip(compiled(x), model(x)):
+                torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert backend.graphs == 1, f'{backend.graphs} graphs for {len(SIZES)} sizes'
+    assert not counters['graph_break'], dict(counters['graph_break'])
+
+
+def test_automatic_dynamic_compiles_twice():
+    """``torch.compile``'s default (``dynamic=None``) compiles the first size static and the
+    second one dynamic; later sizes reuse that graph."""
+    model = build('VAN').eval()
+    backend = CountingBackend()
+    compiled = torch.compile(model, backend=backend)
+    with torch.no_grad():
+        for size in SIZES:
+            compiled(torch.randn(BATCH, 3, *size))
+    assert backend.graphs == 2
+
+
+def _loss(outs):
+    # Weights differ per stage so that each output's gradient is checked on its own.
+    return sum((i + 1) * (o * o).mean() for i, o in enumerate(outs))
+
+
+def _train_step(model, x, params):
+    outs = model(x)
+    _loss(outs).backward()
+    grads = {n: p.grad.clone() for n, p in params if p.grad is not None}
+    grads['input'] = x.grad.clone()
+    model.zero_grad(set_to_none=True)
+    x.grad = None
+    return [o.detach() for o in outs], grads
+
+
+def _assert_train_matches(model, backend, size=(96, 128), tol=1e-4):
+    model.train()
+    x = torch.randn(BATCH, 3, *size, requires_grad=True)
+    params = list(model.named_parameters())
+    ref_outs, ref_grads = _train_step(model, x, params)
+    compiled = torch.compile(model, backend=backend, dynamic=False, fullgraph=True)
+    outs, grads = _train_step(compiled, x, params)
+    for out, ref in zip(outs, ref_outs):
+        torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
+    assert grads.keys() == ref_grads.keys()
+    for key, ref in ref_grads.items():
+        torch.testing.assert_close(grads[key], ref, atol=tol, rtol=tol, msg=lambda m: f'{key}: {m}')
+
+
+# Train mode with batch statistics and no dropout/drop path (all zero in the tiny archs).
+@pytest.mark.parametrize('name', ['CMT', 'CrossFormer/regional', 'UniFormerLight'])
+def test_train_step_matches_eager_aot(name):
+    """Forward and backward through AOTAutograd's traced joint graph equal eager's."""
+    _assert_train_matches(build(name), 'aot_eager')
+
+
+def test_custom_functions_under_inductor():
+    """``RecomputedBiasAttention`` and ``GeluBatchNorm`` compiled by inductor: eager's outputs
+    and gradients (dynamo traces their forward and backward into the graph)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 40, 8, requires_grad=True) for _ in range(3))
+    bias = torch.randn(1, 2, 40, 40, requires_grad=True)
+    norm, act = torch.nn.BatchNorm2d(4).train(), torch.nn.GELU()
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+
+    def fn(q, k, v, bias, x):
+        attn = RecomputedBiasAttention.apply(q, k, v, bias, 0.35)
+        return (attn * attn).sum() + (gelu_then_norm(act, norm, x)**2).sum()
+
+    inputs = (q, k, v, bias, x)
+    ref = fn(*inputs)
+    ref_grads = torch.autograd.grad(ref, inputs + tuple(norm.parameters()))
+    out = torch.compile(fn, backend='inductor', fullgraph=True)(*inputs)
+    grads = torch.autograd.grad(out, inputs + tuple(norm.parameters()))
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
+
