@@ -21,12 +21,12 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (LayerNorm2d, Stage, add_residual, gelu_then_norm, grouped_attention,
-                      init_official_weights_, map_row_bands, maybe_checkpoint, merge_heads,
-                      pad_to_multiple, pointwise_conv, resize_position_bias, rows_per_band,
-                      split_heads)
-from ..layers.fusion import (add_identity_tap, bn_affine, conv_act, eager_inference,
-                             fold_bn_after, fold_bn_around, fusion_enabled, pointwise_act)
+from ..layers import (LayerNorm2d, Stage, add_residual, eager_inference, gelu_then_norm,
+                      grouped_attention, init_official_weights_, map_row_bands, maybe_checkpoint,
+                      merge_heads, pad_to_multiple, pointwise_conv, resize_position_bias,
+                      rows_per_band, split_heads)
+from ..layers.fusion import (add_identity_tap, bn_affine, conv_act, fold_bn_after,
+                             fold_bn_around, fusion_enabled, pointwise_act)
 from ..layers.position_bias import Grid, RowBandBias
 from .base import NUM_STAGES, HybridBackbone
 
@@ -321,7 +321,7 @@ class CMTStage(Stage):
     def position_bias(self, query_grid: Grid,
                       dtype: torch.dtype) -> Union[torch.Tensor, RowBandBias]:
         """The bias for an actual query grid, as ``(heads, Hq*Wq, Hk*Wk)`` in ``dtype``; under
-        ``no_grad`` in eager mode (``layers.fusion.eager_inference``), a :class:`RowBandBias`
+        ``no_grad`` in eager mode (``layers.eager_inference``), a :class:`RowBandBias`
         when the whole bias would take more than ``BIAS_WHOLE_BYTES`` (its blocks then resize
         the query rows band by band: each block redoes that part of the resize, the whole bias
         never exists)."""

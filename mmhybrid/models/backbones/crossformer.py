@@ -16,8 +16,8 @@ from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
 from ..layers import (AxisLayout, LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
-                      ceil_div, crop_to, group_shape, init_official_weights_, pad_to_multiple,
-                      padding_map, partition_groups, same_size, window_layout)
+                      ceil_div, crop_to, eager_inference, group_shape, init_official_weights_,
+                      pad_to_multiple, padding_map, partition_groups, same_size, window_layout)
 from ..layers.windows import layout_unit, resolve_layout
 from ..loading import CheckpointMismatchError
 from .base import NUM_STAGES, HybridBackbone
@@ -276,10 +276,10 @@ CHUNK_BYTES = 12 * 2**20
 
 
 def use_chunked_inference(block: nn.Module) -> bool:
-    """Whether ``block`` runs :meth:`CrossFormerBlock.forward_chunked`: eager inference (no
-    grad, eval mode); traced graphs (compile, export) and training keep the plain block."""
-    return (not torch.is_grad_enabled() and not block.training
-            and not torch.compiler.is_compiling() and not torch.compiler.is_exporting())
+    """Whether ``block`` runs :meth:`CrossFormerBlock.forward_chunked`: eval mode and
+    :func:`~mmhybrid.models.layers.eager_inference`; traced graphs (compile, export), dispatch
+    modes and training keep the plain block."""
+    return not block.training and eager_inference()
 
 
 def group_chunks(regions: int, stride: int, phase_tokens: int,

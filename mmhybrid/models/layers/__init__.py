@@ -10,14 +10,14 @@ query rows), ``residual`` (residual additions in place where that is exact), ``p
 storing one map in training), ``fusion`` (inference-only folds of BatchNorms and residuals
 into convs, conv and GELU in one call), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW
 maps, output norms), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on
-large maps in bands of rows).
+large maps in bands of rows; ``eager_inference``, when such eager-only paths run).
 """
 from .act_norm import GeluBatchNorm, gelu_then_norm
 from .attention import (PADDING_MASK_VALUE, TokenAttention, grouped_attention, merge_heads,
                         padding_bias, split_heads)
 from .attention_grad import RecomputedBiasAttention, recomputed_bias_attention
 from .checkpoint import maybe_checkpoint
-from .chunking import map_row_bands, rows_per_band
+from .chunking import eager_inference, map_row_bands, rows_per_band
 from .init import init_official_weights_
 from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
@@ -32,7 +32,8 @@ from .windows import (AxisLayout, apply_in_groups, group_shape, merge_groups, pa
 __all__ = [
     'AxisLayout', 'GeluBatchNorm', 'LayerNorm2d', 'Mlp', 'PADDING_MASK_VALUE',
     'RecomputedBiasAttention', 'RowBandBias', 'Stage', 'TokenAttention', 'add_residual', 'apply_in_groups',
-    'build_out_norm', 'ceil_div', 'crop_to', 'cubic_resize_matrix', 'gelu_then_norm',
+    'build_out_norm', 'ceil_div', 'crop_to', 'cubic_resize_matrix', 'eager_inference',
+    'gelu_then_norm',
     'group_shape', 'grouped_attention', 'init_official_weights_', 'map_row_bands',
     'maybe_checkpoint', 'merge_groups', 'merge_heads', 'pad_to_multiple', 'padding_bias',
     'padding_map', 'partition_groups', 'pointwise_conv', 'recomputed_bias_attention',

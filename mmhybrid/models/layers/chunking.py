@@ -1,10 +1,22 @@
-"""Inference on large maps in bands of rows, to bound the size of hidden activations."""
+"""Inference on large maps in bands of rows, to bound the size of hidden activations, and the
+test of when such eager-only inference paths may run."""
 from typing import Callable
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 # A band's hidden maps stay near this size (bytes).
 DEFAULT_BAND_BYTES = 8 * 2**20
+
+
+def eager_inference() -> bool:
+    """Whether eager-only inference paths (row bands, chunks of groups, folded weights) may run:
+    no gradient recorded, not traced (compile, export, ``torch.jit.trace``: a traced graph keeps
+    one size-agnostic call) and no Python dispatch mode active (e.g. ``FlopCounterMode``, which
+    counts the modules' own ops). Every such path gives the plain modules' results."""
+    return (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting() and not torch.jit.is_tracing()
+            and _get_current_dispatch_mode() is None)
 
 
 def rows_per_band(x: torch.Tensor, hidden_channels: int,
@@ -24,15 +36,12 @@ def map_row_bands(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h
     zero padding). Each band of ``rows`` output rows is computed from its input rows plus
     ``halo`` rows on either side, so every output value sees the same inputs as in ``fn(x)``;
     only one band's intermediate maps are alive at a time. The result has ``x``'s memory
-    format. Meant for inference (under ``torch.no_grad``): the bands are written into a
-    preallocated map.
+    format. Meant for inference: the bands are written into a preallocated map. Outside
+    :func:`eager_inference` (with gradients, or traced: a loop over the traced height would fix
+    the graph to it) it is one call of ``fn``.
     """
-    if torch.compiler.is_compiling():
-        # Traced graphs (compile, export) keep one size-agnostic call: a loop over the traced
-        # height would fix the graph to it.
-        return fn(x)
     height = x.shape[2]
-    if rows >= height:
+    if rows >= height or not eager_inference():
         return fn(x)
     out = None
     for top in range(0, height, rows):

@@ -12,7 +12,7 @@ few small ops; nothing is cached, so ``load_state_dict``, optimiser steps, ``.da
 ``train()`` take effect at once). A cache keyed on the tensors' ``_version`` would not be safe:
 BatchNorm's running statistics are updated inside the kernel and writes through ``.data`` do
 not bump the version. The rewrites apply only under ``torch.no_grad`` in eager
-mode (:func:`fusion_enabled`): training keeps the modules' own autograd path, and traced graphs
+mode (:func:`fusion_enabled`, :func:`.chunking.eager_inference`): training keeps the modules' own autograd path, and traced graphs
 (``torch.compile``, ONNX export) keep the plain modules. Results equal the modules' up to
 float rounding.
 """
@@ -22,21 +22,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from .chunking import eager_inference
 
 # Switch for tests and A/B measurements: False runs the plain modules everywhere.
 ENABLED = True
 
 _ONEDNN_POINTWISE = (torch.backends.mkldnn.is_available()
                      and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
-
-
-def eager_inference() -> bool:
-    """No gradient recorded, not traced (compile, export, ``torch.jit.trace``) and no Python
-    dispatch mode active (e.g. ``FlopCounterMode``, which counts the modules' own ops)."""
-    return (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-            and not torch.compiler.is_exporting() and not torch.jit.is_tracing()
-            and _get_current_dispatch_mode() is None)
 
 
 def fusion_enabled(x: torch.Tensor) -> bool:
