@@ -246,3 +246,23 @@ def test_benchmark_compile_rows(monkeypatch, tmp_path):
     report = benchmark.to_markdown(results, 'cmd')
     assert '| van:b0 | 64x64 | fp32 | fwd | 1000.0 | 500.0 | 2.00x | 30 |' in report
     assert 'sdpa, compiled' in report
+
+
+@pytest.mark.parametrize('mode', ['fwd', 'fwdbwd'])
+def test_benchmark_compiles_inference_frozen(mode, monkeypatch):
+    """Compiled forward rows freeze the weights (inductor's ``freezing``, as deployed);
+    compiled training rows compile plainly (a frozen graph has no weight gradients)."""
+    from mmhybrid.utils import benchmark
+    calls = []
+
+    def fake_compile(model, **kwargs):
+        calls.append(kwargs)
+        return model
+
+    monkeypatch.setattr(benchmark.torch, 'compile', fake_compile)
+    result = benchmark.measure('van:b0', (64, 64), 'cpu', 'fp32', mode, reference=False,
+                               warmup=1, repeat=1, batch=1, kwargs={}, compile=True)
+    frozen = mode == 'fwd'
+    assert calls == [dict(options=dict(freezing=True)) if frozen else {}]
+    assert result['freezing'] is frozen and result['compile'] is True
+    assert (' (frozen) |' in benchmark.to_markdown([result], 'cmd')) is frozen

@@ -80,6 +80,12 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def sync(device: str) -> None:
+    """Waits for the device's queued work (a timed region ends only when its kernels have)."""
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
 def measure(spec: str,
             size: Sequence[int],
             device: str,
@@ -93,7 +99,9 @@ def measure(spec: str,
             compile: bool = False) -> Dict[str, Any]:
     """One measurement in this process (run it in a fresh one: :func:`run_worker`); with
     ``compile``, of ``torch.compile(model)`` (inductor; the first call's extra time is
-    ``compile_s``)."""
+    ``compile_s``). Compiled forward rows use inductor's freezing (the weights become constants
+    of the inference graph, so that BatchNorms fold and weights are pre-packed), as for
+    deployment; compiled training rows cannot freeze."""
     size = tuple(size)
     torch.manual_seed(0)
     model = build_backbone(spec, kwargs).to(device)
@@ -106,7 +114,9 @@ def measure(spec: str,
         model.eval()
     else:
         model.train()
-    run = torch.compile(model) if compile else model
+    freezing = compile and mode == 'fwd'
+    run = (torch.compile(model, options=dict(freezing=True)) if freezing else
+           torch.compile(model) if compile else model)
 
     def step():
         if mode == 'fwd':
@@ -118,10 +128,6 @@ def measure(spec: str,
             sum(o.float().mean() for o in outs).backward()
             model.zero_grad(set_to_none=True)
 
-    def sync():
-        if device == 'cuda':
-            torch.cuda.synchronize()
-
     base_rss = peak_rss_bytes()
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
@@ -130,19 +136,20 @@ def measure(spec: str,
     for i in range(warmup):
         step()
         if i == 0:
-            sync()
+            sync(device)
             first_s = time.perf_counter() - start
-    sync()
+    sync(device)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         step()
-        sync()
+        sync(device)
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     result = dict(spec=spec, size=list(size), device=device, dtype=dtype, mode=mode,
                   attention='explicit' if reference else 'sdpa', batch=batch,
-                  median_s=median, images_per_s=batch / median, repeat=repeat, compile=compile)
+                  median_s=median, images_per_s=batch / median, repeat=repeat, compile=compile,
+                  freezing=freezing)
     if compile and warmup:
         result['compile_s'] = first_s - median
     if device == 'cuda':
@@ -173,8 +180,7 @@ def matmul_roof(device: str, dtype: str, size: int = 4096, warmup: int = 2,
     for i in range(warmup + repeat):
         start = time.perf_counter()
         torch.mm(a, b)
-        if device == 'cuda':
-            torch.cuda.synchronize()
+        sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
@@ -241,7 +247,8 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
         share = f'{100 * gflops / roof:.0f}%' if gflops is not None and roof else '-'
         lines.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['device']} | "
                      f"{r['dtype']} | {r['mode']} | {r['attention']}"
-                     f"{', compiled' * bool(r.get('compile'))} | "
+                     f"{', compiled' * bool(r.get('compile'))}"
+                     f"{' (frozen)' * bool(r.get('freezing'))} | "
                      f"{r['median_s'] * 1e3:.1f} | {r['images_per_s']:.2f} | "
                      f"{r['peak_mem_mb']:.0f} | "
                      f"{'-' if gflops is None else f'{gflops:.1f}'} | {share} |")
@@ -284,13 +291,15 @@ def compile_table(results: List[Dict[str, Any]]) -> str:
             q[k] == r[k] for k in keys)), None) if r.get('compile') else None
         if eager:
             rows.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['dtype']} | "
-                        f"{r['mode']} | {eager['median_s'] * 1e3:.1f} | "
+                        f"{r['mode']}{' (frozen)' * bool(r.get('freezing'))} | "
+                        f"{eager['median_s'] * 1e3:.1f} | "
                         f"{r['median_s'] * 1e3:.1f} | {eager['median_s'] / r['median_s']:.2f}x | "
                         f"{r.get('compile_s', float('nan')):.0f} |")
     if not rows:
         return ''
     return ('\n\nEager against `torch.compile` (inductor), same run (speed-up = eager time / '
-            'compiled time; compile s = the first call\'s extra time):\n\n| backbone | size | '
+            'compiled time; compile s = the first call\'s extra time; "frozen": inference '
+            'compiled with `options=dict(freezing=True)`):\n\n| backbone | size | '
             'dtype | mode | eager ms | compiled ms | speed-up | compile s |\n'
             '|---|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
 
