@@ -1,0 +1,216 @@
+"""Speed and memory of the authors' code against mmhybrid's, same weights, same input (not run
+by the tests; docs/benchmarks.md reports its results).
+
+Each call measures one side in this process; alternate the sides in fresh processes
+(benchmarks/side_by_side.sh does) so that the two see the same machine:
+
+    # the authors' side, in a throwaway environment (see benchmarks/README.md)
+    /tmp/venv-cfpp/bin/python benchmarks/side_by_side.py authors cmt-s --mirror GITDIR --work DIR
+    # mmhybrid's side, in the project's environment
+    python benchmarks/side_by_side.py ours cmt-s --work DIR
+
+The authors' side imports the authors' unmodified file (``git show`` of a pinned commit,
+written to ``DIR``) with the same stand-ins for its unused imports as
+tests/data/parity/make_crossformerpp.py, draws weights from a fixed seed and, on its first run,
+saves them and its outputs to ``DIR``. mmhybrid's side converts those weights with its own
+converter, checks its outputs against the saved ones and is timed the same way. Timing: the
+median of ``--repeat`` forwards after ``--warmup`` (fp32, batch 1, eval, ``no_grad``); peak =
+growth of the process's peak RSS over its RSS before the first forward (the weights and the
+input already in memory; the peak is reset there, /proc/self/clear_refs). ``--compile``: both
+sides under ``torch.compile`` with inductor's freezing.
+"""
+import argparse
+import importlib.util
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+# model -> the authors' file, its commit, the mmhybrid backbone and its converter family.
+MODELS = {
+    'cmt-s': dict(file='cmt_pytorch/cmt.py', repo='huawei-noah/Efficient-AI-Backbones',
+                  commit='f90e129b645c3b1684fe07cd361cd557d0ad71f7', family='cmt',
+                  ours=dict(type='CMT', arch='small'), size=(224, 224)),
+    # The main-branch dense backbone (CrossFormer++ code) with CrossFormer-S's layout, as the
+    # detection/ configs of that branch build it: groups 7, intervals 8,4,2,1, no ACL.
+    'crossformer-s-regional': dict(
+        file='models/crossformer_backbone_det.py', repo='cheerss/CrossFormer',
+        commit='795201075f0066e78408882617312084e25aef61', family='crossformer',
+        ours=dict(type='CrossFormer', arch='small', lda_mode='regional'), size=(800, 1344)),
+}
+
+
+def reset_peak_rss() -> None:
+    """Lowers the peak RSS to the current RSS (Linux >= 4.0), so that the transient of loading
+    and converting the weights does not hide the forward's peak."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """The process's peak RSS (``VmHWM``; ``ru_maxrss`` where /proc is missing), MB."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_stand_ins() -> None:
+    """The parity script's stand-ins (timm.models.layers from timm's files, mmcv 1.x / mmdet 2.x
+    placeholders), plus the timm names cmt.py imports but never calls on the forward path."""
+    sys.path.insert(0, str(REPO / 'tests'))
+    spec = importlib.util.spec_from_file_location(
+        'make_crossformerpp', REPO / 'tests' / 'data' / 'parity' / 'make_crossformerpp.py')
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    maker.install_stand_ins()
+    maker.module('timm.data', IMAGENET_DEFAULT_MEAN=(0.485, 0.456, 0.406),
+                 IMAGENET_DEFAULT_STD=(0.229, 0.224, 0.225))
+    maker.module('timm.models.helpers', load_pretrained=None)
+    maker.module('timm.models.resnet', resnet26d=None, resnet50d=None)
+    maker.module('timm.models.registry', register_model=lambda fn: fn)
+    return maker
+
+
+class AuthorsCMTStages(torch.nn.Module):
+    """The authors' ``CMT.forward_features`` up to the stage-4 tokens (no classifier convs),
+    each stage's tokens reshaped to NCHW as their dense use would."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        m, batch = self.model, x.shape[0]
+        x = m.stem_norm1(m.stem_relu1(m.stem_conv1(x)))
+        x = m.stem_norm2(m.stem_relu2(m.stem_conv2(x)))
+        x = m.stem_norm3(m.stem_relu3(m.stem_conv3(x)))
+        outs = []
+        for name in 'abcd':
+            x, (height, width) = getattr(m, f'patch_embed_{name}')(x)
+            for block in getattr(m, f'blocks_{name}'):
+                x = block(x, height, width, getattr(m, f'relative_pos_{name}'))
+            x = x.reshape(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()
+            outs.append(x)
+        return outs
+
+
+def build_authors(name: str, mirror: Path, work: Path, size) -> torch.nn.Module:
+    info = MODELS[name]
+    maker = load_stand_ins()
+    path = info['file']
+    source = subprocess.run(['git', '--git-dir', str(mirror), 'show', f"{info['commit']}:{path}"],
+                            check=True, capture_output=True).stdout
+    local = work / Path(path).name
+    local.write_bytes(source)
+    module = maker.import_file(f'authors_{name.replace("-", "_")}', local)
+    torch.manual_seed(0)
+    if name == 'cmt-s':
+        model = AuthorsCMTStages(module.cmt_s(img_size=size[0]))
+    else:
+        model = module.CrossFormer(
+            img_size=[1280, 800], patch_size=[4, 8, 16, 32], embed_dim=96, depths=[2, 2, 6, 2],
+            num_heads=[3, 6, 12, 24], group_size=[7, 7, 7, 7], crs_interval=[8, 4, 2, 1],
+            mlp_ratio=4, qkv_bias=True, drop_path_rate=0.2, merge_size=[[2, 4]] * 3,
+            use_acl=False, init_cfg=None)
+        for param in model.parameters():  # no init_weights in the dense file: draw them
+            param.data.normal_(0, 0.02)
+    for m in model.modules():  # non-trivial BatchNorm statistics (CMT)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def build_ours(name: str, work: Path) -> torch.nn.Module:
+    import mmhybrid  # noqa: F401  (registers the backbones and converters)
+    from mmhybrid.checkpoint import convert_state_dict
+    from mmhybrid.registry import MODELS as REGISTRY
+    info = MODELS[name]
+    cfg = dict(info['ours'], type=f"mmhybrid.{info['ours']['type']}", out_indices=(0, 1, 2, 3))
+    model = REGISTRY.build(cfg)
+    state_dict = torch.load(work / f'{name}.pth', weights_only=True)
+    if name == 'cmt-s':  # the stage wrapper's prefix
+        state_dict = {k[len('model.'):]: v for k, v in state_dict.items()}
+    converted, _ = convert_state_dict(state_dict, info['family'])
+    model.load_state_dict(converted, strict=True)
+    return model.eval()
+
+
+def timed(run: Callable, x: torch.Tensor, warmup: int, repeat: int) -> Dict[str, float]:
+    reset_peak_rss()
+    base = peak_rss_mb()
+    with torch.no_grad():
+        start = time.perf_counter()
+        outs = run(x)
+        first = time.perf_counter() - start
+        del outs
+        for _ in range(warmup):
+            run(x)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            run(x)
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return dict(median_ms=1e3 * times[len(times) // 2], min_ms=1e3 * times[0],
+                first_s=first, peak_mb=peak_rss_mb() - base)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('side', choices=['authors', 'ours'])
+    parser.add_argument('model', choices=sorted(MODELS))
+    parser.add_argument('--work', type=Path, required=True, help='weights, outputs, results')
+    parser.add_argument('--mirror', type=Path, help='git dir of the authors\' repository')
+    parser.add_argument('--size', type=int, nargs=2, help='H W (default: the model\'s)')
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile with inductor freezing, both sides')
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    size = tuple(args.size or MODELS[args.model]['size'])
+    if args.side == 'authors':
+        if args.mirror is None:
+            parser.error('the authors\' side needs --mirror')
+        model = build_authors(args.model, args.mirror, args.work, size)
+    else:
+        model = build_ours(args.model, args.work)
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+    reference = args.work / f'{args.model}_{size[0]}x{size[1]}_outputs.pth'
+    result = dict(side=args.side, model=args.model, size=list(size), compile=args.compile,
+                  torch=torch.__version__, threads=torch.get_num_threads())
+    run = torch.compile(model, options=dict(freezing=True)) if args.compile else model
+    result.update(timed(run, x, args.warmup, args.repeat))
+    with torch.no_grad():
+        outs = [o.contiguous() for o in model(x)]
+    if args.side == 'authors' and not reference.exists():
+        torch.save(model.state_dict(), args.work / f'{args.model}.pth')
+        torch.save(outs, reference)
+    elif args.side == 'ours':
+        expected = torch.load(reference, weights_only=True)
+        result['max_abs_diff'] = max((o - r).abs().max().item() for o, r in zip(outs, expected))
+        result['ref_max_abs'] = max(r.abs().max().item() for r in expected)
+    line = json.dumps(result)
+    print(line)
+    with open(args.work / 'results.jsonl', 'a') as f:
+        f.write(line + '\n')
+
+
+if __name__ == '__main__':
+    main()
