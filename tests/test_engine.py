@@ -1,11 +1,15 @@
 """Crash-safe checkpoint writes."""
 import os
+from pathlib import Path
 
 import pytest
+import torch
 from mmengine.fileio import get_file_backend
 
 import mmhybrid  # noqa: F401
 from mmhybrid.engine import ATOMIC_BACKEND, AtomicLocalBackend
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_backend_is_registered(tmp_path):
@@ -262,3 +266,72 @@ def test_weight_sync_check_hook_across_two_processes(tmp_path, perturb):
             assert '0.weight' not in text
     else:
         assert outcomes == ['ok', 'ok']
+
+
+class _TinyNet(torch.nn.Module):
+    """Parameters matched by the configs' paramwise ``custom_keys`` ('norm', 'layer_scale')."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.norm = torch.nn.BatchNorm2d(4)
+        self.layer_scale = torch.nn.Parameter(torch.full((4,), 0.5))
+
+    def forward(self, x):
+        return (self.norm(self.conv(x)) * self.layer_scale[:, None, None]).square().mean()
+
+
+def _optim_wrapper(model, constructor=None):
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(str(REPO / 'configs' / 'seg' / 'upernet_van_b2_160k.py')).optim_wrapper
+    cfg = dict(cfg)
+    cfg.pop('_delete_', None)
+    if constructor is not None:
+        cfg['constructor'] = constructor
+    return build_optim_wrapper(model, Config(dict(w=cfg)).w)
+
+
+def test_plain_groups_constructor_keeps_the_default_groups():
+    """The configs' constructor builds mmengine's default groups (same parameters, lr, weight
+    decay per group), as plain dicts."""
+    model = _TinyNet()
+    ours = _optim_wrapper(model)  # the config names mmhybrid's constructor
+    default = _optim_wrapper(model, 'DefaultOptimWrapperConstructor')
+    assert ours.optimizer.param_groups and all(
+        type(group) is dict for group in ours.optimizer.param_groups)
+    assert not all(type(group) is dict for group in default.optimizer.param_groups)
+    assert len(ours.optimizer.param_groups) == len(default.optimizer.param_groups)
+    for mine, theirs in zip(ours.optimizer.param_groups, default.optimizer.param_groups):
+        assert mine.keys() == theirs.keys()
+        assert [id(p) for p in mine['params']] == [id(p) for p in theirs['params']]
+        assert all(mine[k] == theirs[k] for k in mine if k != 'params')
+    decays = {id(p): g['weight_decay'] for g in ours.optimizer.param_groups for p in g['params']}
+    assert decays[id(model.layer_scale)] == 0 and decays[id(model.conv.weight)] > 0
+
+
+def test_compiled_train_step_with_paramwise_groups():
+    """mmengine's compile=True compiles ``train_step`` with the optimizer step inside: with the
+    configs' constructor dynamo traces AdamW over the paramwise groups (mmengine's default
+    constructor's ConfigDict groups stop it), and the compiled steps equal eager ones."""
+    import torch._dynamo as dynamo
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(1)
+        model = _TinyNet()
+        wrapper = _optim_wrapper(model)
+
+        def step(batch):
+            loss = model(batch)
+            wrapper.update_params(loss)
+            return loss
+
+        run = torch.compile(step, backend='eager') if compiled else step
+        for _ in range(2):
+            run(x)
+        results.append([p.detach().clone() for p in model.parameters()])
+    dynamo.reset()
+    for eager, compiled in zip(*results):
+        torch.testing.assert_close(compiled, eager)

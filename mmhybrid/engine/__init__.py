@@ -2,10 +2,12 @@
 distributed training, and the configs and Runners behind ``tools/train.py`` / ``tools/test.py``.
 
 Importing it registers the atomic checkpoint file backend, the hooks and the
-``CPUDistributedDataParallel`` model wrapper (``import mmhybrid`` does).
+``CPUDistributedDataParallel`` model wrapper and the optimizer wrapper constructor
+``PlainGroupsOptimWrapperConstructor`` (``import mmhybrid`` does).
 """
 from .atomic_backend import ATOMIC_BACKEND, AtomicLocalBackend, atomic_write_bytes
 from .dist import CPU_DDP, CPUDistributedDataParallel, setup_cpu_distributed
+from .optim import PlainGroupsOptimWrapperConstructor
 from .preflight import exit_if_inputs_missing, missing_inputs
 from .hooks import (DeterministicResumeHook, WeightSyncCheckHook, derived_seed,
                     mismatched_parameters, parameter_digests)
@@ -16,6 +18,6 @@ __all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'atomic_write_bytes',
            'CPU_DDP', 'CPUDistributedDataParallel', 'setup_cpu_distributed',
            'DeterministicResumeHook', 'WeightSyncCheckHook', 'derived_seed',
            'mismatched_parameters', 'parameter_digests',
-           'exit_if_inputs_missing', 'missing_inputs',
+           'exit_if_inputs_missing', 'missing_inputs', 'PlainGroupsOptimWrapperConstructor',
            'build_runner', 'build_test_config', 'build_train_config', 'register_scope',
            'use_atomic_checkpoints', 'use_deterministic_resume']

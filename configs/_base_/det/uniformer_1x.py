@@ -7,6 +7,8 @@ _base_ = ['mmdet::_base_/schedules/schedule_1x.py']
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
+    # mmengine's default constructor, with plain-dict parameter groups (compile=True traces them).
+    constructor='mmhybrid.PlainGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     # Official: custom_keys 'norm' (every norm of the backbone is named norm*), plus
     # absolute_pos_embed / relative_position_bias_table, which UniFormer does not have.

@@ -11,6 +11,8 @@ train_dataloader = dict(batch_size=2)  # x 8 GPUs = 16
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
+    # mmengine's default constructor, with plain-dict parameter groups (compile=True traces them).
+    constructor='mmhybrid.PlainGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     # Official custom_keys: 'norm' (the backbone's norms; the heads' BatchNorms are named bn).
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
