@@ -15,8 +15,8 @@ a fresh subprocess so that peaks do not leak from one to the next.
 ``scaled_dot_product_attention``) and with an explicit ``softmax(q k^T * scale + bias) v``
 reference attention patched in (the library has no such mode), and reports the ratios.
 ``--compile`` measures each row a second time under ``torch.compile`` (inductor, in its own
-process) and reports eager against compiled, with the compile time (the first call's extra
-time). The work is
+process; inference rows with inductor's freezing, as deployed) and reports eager against
+compiled, with the compile time (the first call's extra time). The work is
 done by ``mmhybrid.utils.benchmark.run_benchmark``.
 """
 import argparse
@@ -48,7 +48,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--compare-reference', action='store_true',
                         help='also measure with explicit softmax attention')
     parser.add_argument('--compile', action='store_true',
-                        help='also measure every row under torch.compile (inductor)')
+                        help='also measure every row under torch.compile (inductor; fwd rows frozen)')
     parser.add_argument('--roof-size', type=int, default=4096,
                         help='side of the square fp32/bf16 matmul measured as the roof')
     parser.add_argument('--json', default=None, help='write the results here')
