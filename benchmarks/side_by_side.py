@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -69,7 +70,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_stand_ins() -> None:
+def load_stand_ins() -> types.ModuleType:
     """The parity script's stand-ins (timm.models.layers from timm's files, mmcv 1.x / mmdet 2.x
     placeholders), plus the timm names cmt.py imports but never calls on the forward path."""
     sys.path.insert(0, str(REPO / 'tests'))
@@ -185,6 +186,10 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     size = tuple(args.size or MODELS[args.model]['size'])
+    if args.model == 'cmt-s' and size != (224, 224):
+        # The authors' CMT sizes its dense position biases by img_size; mmhybrid's stores them
+        # at the pretrain grid and resizes them per input, so other sizes are not the same model.
+        parser.error('cmt-s is compared at its pretrain size, 224x224')
     if args.side == 'authors':
         if args.mirror is None:
             parser.error('the authors\' side needs --mirror')
