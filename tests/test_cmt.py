@@ -14,7 +14,7 @@ from mmhybrid.checkpoint.core import convert_checkpoint_file
 from mmhybrid.models import CMT
 from mmhybrid.models.backbones import cmt as cmt_module
 from mmhybrid.models.backbones.cmt import IRFFN, key_grid
-from mmhybrid.models.layers import RowBandBias, fusion, resize_position_bias
+from mmhybrid.models.layers import RowBandBias, fusion, pointwise_linear, resize_position_bias
 
 # The parity README's reduced CMT-Ti (classifier fc_dim 256 / 100 classes is dropped).
 REDUCED_TI = PARITY_MODELS['cmt_tiny_reduced'][1]
@@ -311,7 +311,7 @@ def test_fusion_helpers_equal_the_modules():
         weight, bias = fusion.fold_bn_around(conv.weight.flatten(1), conv.bias,
                                              fusion.bn_affine(pre), fusion.bn_affine(post))
         for layout in (torch.contiguous_format, torch.channels_last):
-            out = fusion.pointwise_act(x.contiguous(memory_format=layout), weight, bias)
+            out = pointwise_linear(x.contiguous(memory_format=layout), weight, bias)
             torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
         dw = torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6)
         weight, bias = fusion.fold_bn_after(dw.weight, dw.bias, fusion.bn_affine(pre))

@@ -23,10 +23,10 @@ from mmcv.cnn.bricks import DropPath
 from mmhybrid.registry import MODELS
 from ..layers import (LayerNorm2d, Stage, add_residual, eager_inference, gelu_then_norm,
                       grouped_attention, init_official_weights_, map_row_bands, maybe_checkpoint,
-                      merge_heads, pad_to_multiple, pointwise_conv, resize_position_bias,
-                      rows_per_band, split_heads)
+                      merge_heads, pad_to_multiple, pointwise_conv, pointwise_linear,
+                      resize_position_bias, rows_per_band, split_heads)
 from ..layers.fusion import (add_identity_tap, bn_affine, conv_act, fold_bn_after,
-                             fold_bn_around, fusion_enabled, pointwise_act)
+                             fold_bn_around, fusion_enabled)
 from ..layers.position_bias import Grid, RowBandBias
 from .base import NUM_STAGES, HybridBackbone
 
@@ -230,7 +230,7 @@ class IRFFN(nn.Module):
                      padding=1, groups=self.dwconv.groups)
         if fc2 is None:
             return self.norm3(pointwise_conv(self.fc2, self.norm2(x)))
-        return pointwise_act(x, *fc2)
+        return pointwise_linear(x, *fc2)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         # One step per statement, rebinding ``x``: every hidden map is freed as soon as it is
@@ -332,7 +332,7 @@ class CMTStage(Stage):
             return RowBandBias(self.relative_pos, self.query_grid, self.key_grid, query_grid,
                                keys, dtype)
         bias = resize_position_bias(self.relative_pos, self.query_grid, self.key_grid,
-                                    query_grid, key_grid(*query_grid, self.sr_ratio)).to(dtype)
+                                    query_grid, keys).to(dtype)
         if not torch.is_grad_enabled():
             # Unchanged grids return the parameter itself: a mask that requires grad sends SDPA
             # to its math path even under no_grad.

@@ -22,7 +22,7 @@ from .init import init_official_weights_
 from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
 from .padding import ceil_div, crop_to, pad_to_multiple, padding_map, same_size
-from .pointwise import pointwise_conv
+from .pointwise import pointwise_conv, pointwise_linear
 from .position_bias import RowBandBias, cubic_resize_matrix, resize_position_bias
 from .residual import add_residual
 from .stage import Stage
@@ -36,6 +36,6 @@ __all__ = [
     'gelu_then_norm',
     'group_shape', 'grouped_attention', 'init_official_weights_', 'map_row_bands',
     'maybe_checkpoint', 'merge_groups', 'merge_heads', 'pad_to_multiple', 'padding_bias',
-    'padding_map', 'partition_groups', 'pointwise_conv', 'recomputed_bias_attention',
+    'padding_map', 'partition_groups', 'pointwise_conv', 'pointwise_linear', 'recomputed_bias_attention',
     'resize_position_bias', 'rows_per_band', 'same_size', 'split_heads', 'window_layout'
 ]

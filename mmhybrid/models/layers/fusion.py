@@ -104,15 +104,3 @@ def conv_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
             x, weight, bias, [padding] * 2, [stride] * 2, [1, 1], groups, 'gelu', [], 'none')
     x = F.conv2d(x, weight, bias, stride, padding, 1, groups)
     return x if act is None else act(x)
-
-
-def pointwise_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                  act: Optional[nn.Module] = None) -> torch.Tensor:
-    """``act(conv1x1(x))`` for a ``(out, in)`` weight on an NCHW map; on a channels-last map a
-    product over the channels (``F.linear``; oneDNN's linear with GELU was not faster than
-    MKL's product and ATen's GELU here), with a channels-last result."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        out = F.linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
-    else:
-        out = F.conv2d(x, weight[:, :, None, None], bias)
-    return out if act is None else act(out)

@@ -1,7 +1,23 @@
 """1x1 convolutions on channels-last maps as matrix products."""
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous())
+
+
+def pointwise_linear(x: torch.Tensor, weight: torch.Tensor,
+                     bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """A 1x1 convolution with an ``(out, in)`` weight on an NCHW map: ``F.linear`` over the
+    channels on a channels-last map (channels-last result), ``F.conv2d`` otherwise."""
+    if _channels_last(x):
+        return F.linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
+    return F.conv2d(x, weight[:, :, None, None], bias)
 
 
 def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -14,8 +30,7 @@ def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     ``conv`` itself.
     """
     if (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
-            and conv.dilation == (1, 1) and conv.groups == 1 and x.dim() == 4
-            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
+            and conv.dilation == (1, 1) and conv.groups == 1 and _channels_last(x)):
         weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
-        return F.linear(x.permute(0, 2, 3, 1), weight, conv.bias).permute(0, 3, 1, 2)
+        return pointwise_linear(x, weight, conv.bias)
     return conv(x)
