@@ -325,6 +325,31 @@ def test_fusion_helpers_equal_the_modules():
         assert fusion.bn_affine(pre.train()) is None
 
 
+def test_in_place_act_and_norm_equal_the_modules():
+    torch.manual_seed(0)
+    norm = _randomised_norms(torch.nn.BatchNorm2d(6)).eval()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 6, 5, 7).contiguous(memory_format=layout)
+        for act in (torch.nn.GELU(), torch.nn.GELU(approximate='tanh')):
+            with torch.no_grad():
+                expected = norm(act(x))
+                y = x.clone()
+                out = fusion.batch_norm_(norm, fusion.gelu_(act, y))
+            assert out.data_ptr() == y.data_ptr()  # overwritten, not a new map
+            assert out.is_contiguous(memory_format=layout)
+            torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+    # Anything else leaves the input alone and calls the module: other activations, batch
+    # statistics, a dtype other than the norm's.
+    x = torch.randn(2, 6, 5, 7)
+    y = x.clone()
+    assert torch.equal(fusion.gelu_(torch.nn.ReLU(), y), x.relu()) and torch.equal(y, x)
+    assert torch.equal(fusion.batch_norm_(norm.train(), y), norm(x)) and torch.equal(y, x)
+    low = x.bfloat16()
+    with torch.no_grad():
+        out = fusion.batch_norm_(norm.eval(), low)  # bf16 map, fp32 statistics: the module
+        assert torch.equal(out, norm(low)) and torch.equal(low, x.bfloat16())
+
+
 @pytest.mark.parametrize('src,dst', [((8, 8), (25, 19)), ((8, 8), (8, 13)), ((7, 7), (3, 2)),
                                      ((4, 4), (1, 9))])
 def test_row_band_bias_equals_whole_resize(src, dst):

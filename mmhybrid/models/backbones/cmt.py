@@ -25,8 +25,8 @@ from ..layers import (LayerNorm2d, Stage, add_residual, eager_inference, gelu_th
                       grouped_attention, init_official_weights_, map_row_bands, maybe_checkpoint,
                       merge_heads, pad_to_multiple, pointwise_conv, pointwise_linear,
                       resize_position_bias, rows_per_band, split_heads)
-from ..layers.fusion import (add_identity_tap, bn_affine, conv_act, fold_bn_after,
-                             fold_bn_around, fusion_enabled)
+from ..layers.fusion import (add_identity_tap, batch_norm_, bn_affine, conv_act, fold_bn_after,
+                             fold_bn_around, fusion_enabled, gelu_)
 from ..layers.position_bias import Grid, RowBandBias
 from .base import NUM_STAGES, HybridBackbone
 
@@ -72,9 +72,9 @@ class CMTStem(nn.Module):
         if fusion_enabled(x):  # inference: each conv and its GELU in one call where possible
             for i in range(1, 4):
                 conv = getattr(self, f'conv{i}')
-                x = getattr(self, f'norm{i}')(conv_act(x, conv.weight, conv.bias,
-                                                        getattr(self, f'act{i}'), conv.stride[0],
-                                                        conv.padding[0]))
+                x = batch_norm_(getattr(self, f'norm{i}'),
+                                conv_act(x, conv.weight, conv.bias, getattr(self, f'act{i}'),
+                                         conv.stride[0], conv.padding[0]))
             return x
         for i in range(1, 4):
             x = gelu_then_norm(getattr(self, f'act{i}'), getattr(self, f'norm{i}'),
@@ -224,12 +224,13 @@ class IRFFN(nn.Module):
                        x: torch.Tensor) -> torch.Tensor:
         # Inference: the residual as the 3x3 conv's centre tap (x + dw(x)), run with its GELU
         # in one call; norm2 and norm3 folded into fc2 when ``fc2`` gives the folded weights.
-        # norm1 stays (the 3x3 conv's zero padding lies between it and the conv).
-        x = self.norm1(self.act1(pointwise_conv(self.fc1, x)))
+        # act1 and norm1 in place on fc1's fresh map (norm1 is not folded: the 3x3 conv's zero
+        # padding lies between it and the conv).
+        x = batch_norm_(self.norm1, gelu_(self.act1, pointwise_conv(self.fc1, x)))
         x = conv_act(x, add_identity_tap(self.dwconv.weight), self.dwconv.bias, self.act2,
                      padding=1, groups=self.dwconv.groups)
         if fc2 is None:
-            return self.norm3(pointwise_conv(self.fc2, self.norm2(x)))
+            return batch_norm_(self.norm3, pointwise_conv(self.fc2, batch_norm_(self.norm2, x)))
         return pointwise_linear(x, *fc2)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,10 @@ In eval mode a BatchNorm is a fixed per-channel affine map, so it folds into a l
 padding lies between the two (a padded border would see ``BN(0)`` instead of ``0``). A
 depth-wise conv plus its own input (``x + dw(x)``) is the same conv with 1 added to its
 centre tap. On the CPU, oneDNN runs a convolution with GELU applied to its output as it is
-written (one pass over the map instead of two).
+written (one pass over the map instead of two). A GELU or an eval BatchNorm applied to a fresh map
+the caller owns runs in place (:func:`gelu_`, :func:`batch_norm_`): each map a module would
+allocate is memory the process touches for the first time (page faults cost more than the
+pass itself on a large map), so fewer fresh maps are faster.
 
 The folded weights are computed from the parameters and running statistics at every call (a
 few small ops; nothing is cached, so ``load_state_dict``, optimiser steps, ``.data`` writes and
@@ -92,6 +95,28 @@ def _onednn_gelu(act: Optional[nn.Module], x: torch.Tensor) -> bool:
     return (_ONEDNN_POINTWISE and type(act) is nn.GELU and act.approximate == 'none'
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu'))
+
+
+def batch_norm_(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``, overwriting ``x`` (NCHW, any memory format) when ``norm`` is a BatchNorm in
+    eval mode and ``x`` has its parameters' dtype: one multiply-add per value over the
+    channels (:func:`bn_affine`); otherwise ``norm(x)`` (a new map). Inference only: ``x``
+    must be a map nothing else reads."""
+    affine = bn_affine(norm)
+    if affine is None or affine[0].dtype != x.dtype:
+        return norm(x)
+    scale, shift = affine
+    channels_last = x.movedim(1, -1)  # the channels as the broadcast (last) dimension
+    torch.addcmul(shift, channels_last, scale, out=channels_last)
+    return x
+
+
+def gelu_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)``, overwriting ``x`` when ``act`` is an ``nn.GELU`` (either approximation);
+    otherwise ``act(x)`` (a new map). Inference only: ``x`` must be a map nothing else reads."""
+    if type(act) is nn.GELU:
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    return act(x)
 
 
 def conv_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
