@@ -300,3 +300,27 @@ def test_channels_last_default_and_validation(family):
     assert not model.uses_channels_last(torch.empty(1, device='meta'))  # CPU only by default
     with pytest.raises(TypeError, match='channels_last'):
         build(family, channels_last='yes')
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_inference_rewrites_equal_the_plain_modules(family, channels_last, monkeypatch):
+    # layers.fusion's inference-only rewrites (folds, fused conv+GELU, activations and norms in
+    # place) against the plain modules, on non-trivial BatchNorm statistics and affines.
+    from mmhybrid.models.layers import fusion
+    torch.manual_seed(0)
+    model = build(family, channels_last=channels_last).eval()
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            with torch.no_grad():
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        monkeypatch.setattr(fusion, 'ENABLED', False)
+        plain = model(x)
+        monkeypatch.setattr(fusion, 'ENABLED', True)
+        rewritten = model(x)
+    for a, b in zip(plain, rewritten):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)

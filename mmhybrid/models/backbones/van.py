@@ -14,6 +14,7 @@ from mmcv.cnn.bricks import DropPath
 from mmhybrid.registry import MODELS
 from ..layers import (LayerNorm2d, Stage, add_residual, init_official_weights_, map_row_bands,
                       rows_per_band)
+from ..layers.fusion import conv_act, fusion_enabled, gelu_
 from .base import NUM_STAGES, HybridBackbone
 
 
@@ -50,7 +51,10 @@ class VANAttention(nn.Module):
         self.proj_2 = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_2(self.lka(self.act(self.proj_1(x)))) + x
+        hidden = self.proj_1(x)
+        # Inference: the activation overwrites proj_1's fresh output.
+        hidden = gelu_(self.act, hidden) if fusion_enabled(x) else self.act(hidden)
+        return self.proj_2(self.lka(hidden)) + x
 
 
 class VANMlp(nn.Module):
@@ -79,7 +83,13 @@ class VANMlp(nn.Module):
         return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.dwconv(self.fc1(x))))
+        x = self.fc1(x)
+        if fusion_enabled(x):  # inference: the depth-wise conv and its GELU in one call
+            x = conv_act(x, self.dwconv.weight, self.dwconv.bias, self.act, padding=1,
+                         groups=self.dwconv.groups)
+        else:
+            x = self.act(self.dwconv(x))
+        return self.fc2(x)
 
 
 class VANBlock(nn.Module):

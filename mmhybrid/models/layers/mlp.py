@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
+from .fusion import fusion_enabled, gelu_
+
 
 class Mlp(nn.Module):
     """Token MLP on ``(..., C)``: Linear → act → Linear (names ``fc1``, ``act``, ``fc2``).
@@ -25,4 +27,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        hidden = self.fc1(x)
+        if fusion_enabled(hidden):  # inference: the activation overwrites fc1's fresh output
+            return self.fc2(gelu_(self.act, hidden))
+        return self.fc2(self.act(hidden))
