@@ -8,7 +8,7 @@ initialisation), ``position_bias`` (resizing dense attention biases, whole or in
 query rows), ``residual`` (residual additions in place where that is exact), ``pointwise``
 (1x1 convs on channels-last maps as matrix products), ``act_norm`` (GELU then BatchNorm
 storing one map in training), ``fusion`` (inference-only folds of BatchNorms and residuals
-into convs, conv and GELU in one call), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW
+into convs, conv and GELU in one call, GELU and BatchNorm in place on fresh maps), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW
 maps, output norms), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on
 large maps in bands of rows; ``eager_inference``, when such eager-only paths run).
 """
