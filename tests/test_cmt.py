@@ -350,6 +350,20 @@ def test_in_place_act_and_norm_equal_the_modules():
         assert torch.equal(out, norm(low)) and torch.equal(low, x.bfloat16())
 
 
+def test_in_place_inference_leaves_hooked_outputs_alone():
+    # On an NCHW map IRFFN calls fc1 and fc2 as modules: outputs their hooks saw stay as seen.
+    torch.manual_seed(0)
+    ffn = _randomised_norms(IRFFN(8, 32, dict(type='BN'), dict(type='GELU'))).eval()
+    seen = []
+    for fc in (ffn.fc1, ffn.fc2):
+        fc.register_forward_hook(lambda mod, args, out: seen.append((out, out.clone())))
+    with torch.no_grad():
+        ffn(torch.randn(1, 8, 3, 3))  # 9 positions < 32 hidden channels: fc2 not folded
+    assert len(seen) == 2
+    for out, copy_at_hook in seen:
+        assert torch.equal(out, copy_at_hook)
+
+
 @pytest.mark.parametrize('src,dst', [((8, 8), (25, 19)), ((8, 8), (8, 13)), ((7, 7), (3, 2)),
                                      ((4, 4), (1, 9))])
 def test_row_band_bias_equals_whole_resize(src, dst):

@@ -324,3 +324,21 @@ def test_inference_rewrites_equal_the_plain_modules(family, channels_last, monke
         rewritten = model(x)
     for a, b in zip(plain, rewritten):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+
+@pytest.mark.parametrize('family, suffix', [('CrossFormer', 'mlp.fc1'), ('UniFormer', 'mlp.fc1'),
+                                            ('VAN', 'attn.proj_1')])
+def test_in_place_inference_leaves_hooked_outputs_alone(family, suffix):
+    # The in-place inference rewrites never overwrite an output a forward hook has seen (CMT:
+    # tests/test_cmt.py).
+    torch.manual_seed(0)
+    model = build(family).eval()
+    module = [m for n, m in model.named_modules() if n.endswith(suffix)][-1]  # a last stage
+    seen = []
+    module.register_forward_hook(lambda mod, args, out: seen.append((out, out.clone())))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    assert seen
+    for out, copy_at_hook in seen:
+        assert torch.equal(out, copy_at_hook)

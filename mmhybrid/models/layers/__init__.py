@@ -2,15 +2,15 @@
 
 One concept per file: ``attention`` (the SDPA core with broadcast bias and padding masks),
 ``attention_grad`` (its backward for learnable biases: probabilities recomputed, not stored),
-``padding`` (pad to a multiple and crop), ``windows`` (group/window partition and merge),
-``stage`` (downsample + blocks + per-block checkpointing), ``init`` (the official default
-initialisation), ``position_bias`` (resizing dense attention biases, whole or in bands of
-query rows), ``residual`` (residual additions in place where that is exact), ``pointwise``
-(1x1 convs on channels-last maps as matrix products), ``act_norm`` (GELU then BatchNorm
-storing one map in training), ``fusion`` (inference-only folds of BatchNorms and residuals
-into convs, conv and GELU in one call, GELU and BatchNorm in place on fresh maps), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW
-maps, output norms), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on
-large maps in bands of rows; ``eager_inference``, when such eager-only paths run).
+``padding`` (pad to a multiple and crop), ``windows`` (group/window partition and merge), ``stage``
+(downsample + blocks + per-block checkpointing), ``init`` (the official default initialisation),
+``position_bias`` (resizing dense attention biases, whole or in bands of query rows), ``residual``
+(residual additions in place where that is exact), ``pointwise`` (1x1 convs on channels-last maps
+as matrix products), ``act_norm`` (GELU then BatchNorm storing one map in training), ``fusion``
+(inference-only folds of BatchNorms and residuals into convs, conv and GELU in one call, GELU and
+BatchNorm in place on fresh maps), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW maps,
+output norms), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on large maps
+in bands of rows; ``eager_inference``, when such eager-only paths run).
 """
 from .act_norm import GeluBatchNorm, gelu_then_norm
 from .attention import (PADDING_MASK_VALUE, TokenAttention, grouped_attention, merge_heads,

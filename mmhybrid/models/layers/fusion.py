@@ -5,19 +5,21 @@ In eval mode a BatchNorm is a fixed per-channel affine map, so it folds into a l
 padding lies between the two (a padded border would see ``BN(0)`` instead of ``0``). A
 depth-wise conv plus its own input (``x + dw(x)``) is the same conv with 1 added to its
 centre tap. On the CPU, oneDNN runs a convolution with GELU applied to its output as it is
-written (one pass over the map instead of two). A GELU or an eval BatchNorm applied to a fresh map
-the caller owns runs in place (:func:`gelu_`, :func:`batch_norm_`): each map a module would
-allocate is memory the process touches for the first time (page faults cost more than the
-pass itself on a large map), so fewer fresh maps are faster.
+written (one pass over the map instead of two). A GELU or an eval BatchNorm applied to a
+fresh map the caller owns runs in place (:func:`gelu_`, :func:`batch_norm_`): each map a module
+would allocate is memory the process touches for the first time (page faults cost more than
+the pass itself on a large map), so fewer fresh maps are faster. A module's output is
+overwritten only when no forward hook could hold it (:func:`unhooked`).
 
 The folded weights are computed from the parameters and running statistics at every call (a
 few small ops; nothing is cached, so ``load_state_dict``, optimiser steps, ``.data`` writes and
 ``train()`` take effect at once). A cache keyed on the tensors' ``_version`` would not be safe:
 BatchNorm's running statistics are updated inside the kernel and writes through ``.data`` do
-not bump the version. The rewrites apply only under ``torch.no_grad`` in eager
-mode (:func:`fusion_enabled`, :func:`.chunking.eager_inference`): training keeps the modules' own autograd path, and traced graphs
-(``torch.compile``, ONNX export) keep the plain modules. Results equal the modules' up to
-float rounding.
+not bump the version (mmengine's EMA swaps weights through ``.data``). The rewrites apply
+only under ``torch.no_grad`` in eager mode (:func:`fusion_enabled`,
+:func:`.chunking.eager_inference`): training keeps the modules' own autograd path, and traced
+graphs (``torch.compile``, ONNX export) keep the plain modules. Results equal the modules' up
+to float rounding. Forward hooks of modules whose calls a fold replaces do not run.
 """
 from typing import Optional, Tuple
 
@@ -95,6 +97,12 @@ def _onednn_gelu(act: Optional[nn.Module], x: torch.Tensor) -> bool:
     return (_ONEDNN_POINTWISE and type(act) is nn.GELU and act.approximate == 'none'
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu'))
+
+
+def unhooked(module: nn.Module) -> bool:
+    """Whether no forward hook (the module's own or a global one) sees ``module``'s outputs:
+    only then may an output be overwritten in place (a hook may have kept a reference)."""
+    return not (module._forward_hooks or nn.modules.module._global_forward_hooks)
 
 
 def batch_norm_(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
