@@ -122,6 +122,7 @@ def test_benchmark_report_keeps_the_notes(tmp_path):
     text = page.read_text()
     assert '| old |' not in text and '| new |' in text
     assert text.index('Notes above.') < text.index('| new |') < text.index('Notes below.')
+    assert f'| new |\n{end}\n\nNotes below.' in text  # the blank line after the block stays
     write_report(str(page), '| gpu |\n', key='cuda')  # another device's table is added
     text = page.read_text()
     assert '| new |' in text and text.index('Notes below.') < text.index('| gpu |')

@@ -320,7 +320,9 @@ def write_report(path: str, report: str, key: str = 'cpu') -> None:
             text = f.read()
     if begin in text and end in text.split(begin, 1)[1]:
         head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip('\n')
+        tail = rest.split(end, 1)[1].lstrip('\n')
+        # One blank line between the block and what followed it (a table must not run on).
+        text = head + block + ('\n' + tail if tail else '')
     elif text:
         text = text.rstrip('\n') + '\n\n' + block
     else:
