@@ -26,7 +26,7 @@ from ..layers import (LayerNorm2d, Stage, add_residual, eager_inference, gelu_th
                       merge_heads, pad_to_multiple, pointwise_conv, pointwise_linear,
                       resize_position_bias, rows_per_band, split_heads)
 from ..layers.fusion import (add_identity_tap, batch_norm_, bn_affine, conv_act, fold_bn_after,
-                             fold_bn_around, fusion_enabled, gelu_, unhooked)
+                             fold_bn_around, fusion_enabled, gelu_)
 from ..layers.position_bias import Grid, RowBandBias
 from .base import NUM_STAGES, HybridBackbone
 
@@ -72,9 +72,10 @@ class CMTStem(nn.Module):
         if fusion_enabled(x):  # inference: each conv and its GELU in one call where possible
             for i in range(1, 4):
                 conv = getattr(self, f'conv{i}')
+                act = getattr(self, f'act{i}')  # called by conv_act unless GELU
                 x = batch_norm_(getattr(self, f'norm{i}'),
-                                conv_act(x, conv.weight, conv.bias, getattr(self, f'act{i}'),
-                                         conv.stride[0], conv.padding[0]))
+                                conv_act(x, conv.weight, conv.bias, act, conv.stride[0],
+                                         conv.padding[0]), act)
             return x
         for i in range(1, 4):
             x = gelu_then_norm(getattr(self, f'act{i}'), getattr(self, f'norm{i}'),
@@ -226,17 +227,13 @@ class IRFFN(nn.Module):
         # in one call; norm2 and norm3 folded into fc2 when ``fc2`` gives the folded weights.
         # act1 and norm1 in place on fc1's fresh map (norm1 is not folded: the 3x3 conv's zero
         # padding lies between it and the conv).
-        x = pointwise_conv(self.fc1, x)
-        if unhooked(self.fc1):
-            x = batch_norm_(self.norm1, gelu_(self.act1, x))
-        else:
-            x = self.norm1(self.act1(x))
+        x = gelu_(self.act1, pointwise_conv(self.fc1, x), self.fc1)
+        x = batch_norm_(self.norm1, x, self.fc1, self.act1)
         x = conv_act(x, add_identity_tap(self.dwconv.weight), self.dwconv.bias, self.act2,
                      padding=1, groups=self.dwconv.groups)
         if fc2 is None:
-            # norm2's input is the fresh output of conv_act (no module call, no hook).
-            x = pointwise_conv(self.fc2, batch_norm_(self.norm2, x))
-            return batch_norm_(self.norm3, x) if unhooked(self.fc2) else self.norm3(x)
+            x = pointwise_conv(self.fc2, batch_norm_(self.norm2, x, self.act2))
+            return batch_norm_(self.norm3, x, self.fc2)
         return pointwise_linear(x, *fc2)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from mmcv.cnn.bricks import DropPath
 from mmhybrid.registry import MODELS
 from ..layers import (LayerNorm2d, Stage, add_residual, init_official_weights_, map_row_bands,
                       rows_per_band)
-from ..layers.fusion import conv_act, fusion_enabled, gelu_, unhooked
+from ..layers.fusion import conv_act, fusion_enabled, gelu_
 from .base import NUM_STAGES, HybridBackbone
 
 
@@ -53,8 +53,7 @@ class VANAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.proj_1(x)
         # Inference: the activation overwrites proj_1's fresh output.
-        in_place = fusion_enabled(x) and unhooked(self.proj_1)
-        hidden = gelu_(self.act, hidden) if in_place else self.act(hidden)
+        hidden = gelu_(self.act, hidden, self.proj_1) if fusion_enabled(x) else self.act(hidden)
         return self.proj_2(self.lka(hidden)) + x
 
 

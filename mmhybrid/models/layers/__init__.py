@@ -36,6 +36,7 @@ __all__ = [
     'gelu_then_norm',
     'group_shape', 'grouped_attention', 'init_official_weights_', 'map_row_bands',
     'maybe_checkpoint', 'merge_groups', 'merge_heads', 'pad_to_multiple', 'padding_bias',
-    'padding_map', 'partition_groups', 'pointwise_conv', 'pointwise_linear', 'recomputed_bias_attention',
+    'padding_map', 'partition_groups', 'pointwise_conv', 'pointwise_linear',
+    'recomputed_bias_attention',
     'resize_position_bias', 'rows_per_band', 'same_size', 'split_heads', 'window_layout'
 ]

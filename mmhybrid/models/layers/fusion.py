@@ -99,19 +99,22 @@ def _onednn_gelu(act: Optional[nn.Module], x: torch.Tensor) -> bool:
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu'))
 
 
-def unhooked(module: nn.Module) -> bool:
-    """Whether no forward hook (the module's own or a global one) sees ``module``'s outputs:
-    only then may an output be overwritten in place (a hook may have kept a reference)."""
-    return not (module._forward_hooks or nn.modules.module._global_forward_hooks)
+def unhooked(*modules: nn.Module) -> bool:
+    """Whether no forward hook (the modules' own or a global one) sees the outputs of
+    ``modules``: only then may such an output be overwritten in place (a hook may have kept a
+    reference)."""
+    return not (nn.modules.module._global_forward_hooks
+                or any(module._forward_hooks for module in modules))
 
 
-def batch_norm_(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def batch_norm_(norm: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tensor:
     """``norm(x)``, overwriting ``x`` (NCHW, any memory format) when ``norm`` is a BatchNorm in
-    eval mode and ``x`` has its parameters' dtype: one multiply-add per value over the
-    channels (:func:`bn_affine`); otherwise ``norm(x)`` (a new map). Inference only: ``x``
-    must be a map nothing else reads."""
+    eval mode, ``x`` has its parameters' dtype and no forward hook of ``producers`` (the modules
+    whose call may have returned ``x``) saw it: one multiply-add per value over the channels
+    (:func:`bn_affine`); otherwise ``norm(x)`` (a new map). Inference only: ``x`` must be a
+    fresh map nothing else reads."""
     affine = bn_affine(norm)
-    if affine is None or affine[0].dtype != x.dtype:
+    if affine is None or affine[0].dtype != x.dtype or not unhooked(*producers):
         return norm(x)
     scale, shift = affine
     channels_last = x.movedim(1, -1)  # the channels as the broadcast (last) dimension
@@ -119,10 +122,11 @@ def batch_norm_(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def gelu_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``act(x)``, overwriting ``x`` when ``act`` is an ``nn.GELU`` (either approximation);
-    otherwise ``act(x)`` (a new map). Inference only: ``x`` must be a map nothing else reads."""
-    if type(act) is nn.GELU:
+def gelu_(act: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tensor:
+    """``act(x)``, overwriting ``x`` when ``act`` is an ``nn.GELU`` (either approximation) and
+    no forward hook of ``producers`` (the modules whose call returned ``x``) saw it; otherwise
+    ``act(x)`` (a new map). Inference only: ``x`` must be a fresh map nothing else reads."""
+    if type(act) is nn.GELU and unhooked(*producers):
         return torch.ops.aten.gelu_(x, approximate=act.approximate)
     return act(x)
 

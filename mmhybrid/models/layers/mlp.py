@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
-from .fusion import fusion_enabled, gelu_, unhooked
+from .fusion import fusion_enabled, gelu_
 
 
 class Mlp(nn.Module):
@@ -28,7 +28,6 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.fc1(x)
-        if fusion_enabled(hidden) and unhooked(self.fc1):
-            # Inference: the activation overwrites fc1's fresh output.
-            return self.fc2(gelu_(self.act, hidden))
+        if fusion_enabled(hidden):  # inference: the activation overwrites fc1's fresh output
+            return self.fc2(gelu_(self.act, hidden, self.fc1))
         return self.fc2(self.act(hidden))
