@@ -76,6 +76,19 @@ def test_whole_model_is_one_graph(name, train):
     assert not counters['graph_break'], dict(counters['graph_break'])
 
 
+@pytest.mark.parametrize('name', ['CMT', 'CrossFormer/regional'])
+def test_train_mode_is_one_graph_at_batch_1(name):
+    """Batch 1 in train mode: the heads of q are a strided view there, and the recomputing
+    attention's backward (traced by dynamo with the forward) must not write its query gradient
+    through a strided ``out=`` (a graph break that made the real CMT-S recompile per block and
+    fail in inductor)."""
+    model = build(name).train()
+    backend = CountingBackend()
+    torch.compile(model, backend=backend, fullgraph=True)(torch.randn(1, 3, *SIZES[0]))
+    assert backend.graphs == 1
+    assert not counters['graph_break'], dict(counters['graph_break'])
+
+
 # The dynamic trace takes 5-70 s per arch here: a subset (all archs: docs/benchmarks.md).
 @pytest.mark.parametrize('name', ['VAN', 'UniFormer'])
 def test_one_graph_serves_every_size(name):

@@ -178,6 +178,24 @@ def test_recomputed_bias_attention_is_the_formula(mask_shape, monkeypatch):
     torch.testing.assert_close(grad_mask, expected_grads[3])
 
 
+@pytest.mark.parametrize('band_bytes', [3 * 5 * 8 * 2, 1 << 20])  # 2-row bands / one band
+def test_recomputed_bias_attention_on_strided_heads(band_bytes, monkeypatch):
+    # Batch 1 with q, k, v as the (B, N, heads, d) -> (B, heads, N, d) views split_heads gives:
+    # the query gradient is written band by band into a contiguous buffer all the same.
+    monkeypatch.setattr(attention_grad, 'BACKWARD_BAND_BYTES', band_bytes)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, n, 3, 4, dtype=torch.float64).transpose(1, 2).requires_grad_()
+               for n in (7, 5, 5))
+    assert not q.is_contiguous()
+    mask = torch.randn(1, 3, 7, 5, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(1, 3, 7, 4, dtype=torch.float64)
+    grads = torch.autograd.grad(recomputed_bias_attention(q, k, v, mask, 0.7), (q, k, v, mask),
+                                grad_out)
+    expected = torch.autograd.grad(_explicit(q, k, v, mask, 0.7), (q, k, v, mask), grad_out)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+
+
 def test_grouped_attention_routes_learnable_bias_through_recompute(monkeypatch):
     calls = []
     original = attention_grad.RecomputedBiasAttention.apply

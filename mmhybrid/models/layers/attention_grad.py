@@ -59,7 +59,8 @@ class RecomputedBiasAttention(torch.autograd.Function):
         # [q * scale, -lse] [k, 1]^T = S - mask - lse and [dO, -delta] [v, 1]^T = dP - delta.
         ones = k3.new_ones(flat, num_k, 1)
         k_ext, v_ext = torch.cat([k3, ones], -1), torch.cat([v3, ones], -1)
-        grad_q = torch.empty_like(q3) if need_q else None
+        # Contiguous (q3 may be a strided view): its bands are written with ``out=``.
+        grad_q = torch.empty_like(q3, memory_format=torch.contiguous_format) if need_q else None
         grad_k = torch.zeros_like(k3) if need_k else None
         grad_v = torch.zeros_like(v3) if need_v else None
         per_query_mask = mask.shape[-2] != 1
@@ -98,7 +99,12 @@ class RecomputedBiasAttention(torch.autograd.Function):
                 grad_v.baddbmm_(prob.transpose(1, 2), grad_out_band)
             del prob
             if need_q:
-                torch.bmm(grad_logits, k3, out=grad_q[:, band])
+                grad_q_band = grad_q[:, band]
+                if grad_q_band.is_contiguous():
+                    torch.bmm(grad_logits, k3, out=grad_q_band)
+                else:  # several heads' band: bmm would write through a copy (and dynamo
+                    # cannot trace a strided ``out=``)
+                    grad_q_band.copy_(torch.bmm(grad_logits, k3))
             if need_k:
                 grad_k.baddbmm_(grad_logits.transpose(1, 2), q_band, alpha=scale)
             if need_mask and not direct:
