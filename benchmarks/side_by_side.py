@@ -18,6 +18,16 @@ median of ``--repeat`` forwards after ``--warmup`` (fp32, batch 1, eval, ``no_gr
 growth of the process's peak RSS over its RSS before the first forward (the weights and the
 input already in memory; the peak is reset there, /proc/self/clear_refs). ``--compile``: both
 sides under ``torch.compile`` with inductor's freezing.
+
+Both sides start from the same state of the C library's allocator (``--allocator settled``, the
+default): before anything else the process allocates and frees one 31.5 MB block. glibc then
+raises its mmap threshold to that size and keeps up to twice as much at the top of the heap, as
+in any process that has freed a block of that size (a detection-size feature map, a loaded
+checkpoint); freed maps are reused instead of being returned to the system and faulted in again
+on the next forward. Without it the state depends on what each side's set-up happened to free:
+mmhybrid's (the converter's state dict) raised the threshold, the authors' did not, and at 224
+the authors' code paid 10-20 ms of page faults per forward that mmhybrid's did not
+(docs/benchmarks.md, session 8). ``--allocator fresh`` skips it.
 """
 import argparse
 import importlib.util
@@ -152,6 +162,13 @@ def build_ours(name: str, work: Path) -> torch.nn.Module:
     return model.eval()
 
 
+def settle_allocator() -> None:
+    """Allocates and frees one 31.5 MB block (just under glibc's 32 MB cap on its dynamic mmap
+    threshold; ``torch.empty`` touches no page of it)."""
+    block = torch.empty(31_500_000 // 4)
+    del block
+
+
 def timed(run: Callable, x: torch.Tensor, warmup: int, repeat: int) -> Dict[str, float]:
     reset_peak_rss()
     base = peak_rss_mb()
@@ -183,7 +200,11 @@ def main() -> None:
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile with inductor freezing, both sides')
+    parser.add_argument('--allocator', choices=['settled', 'fresh'], default='settled',
+                        help='settled: free one 31.5 MB block first (see the module docstring)')
     args = parser.parse_args()
+    if args.allocator == 'settled':
+        settle_allocator()
     args.work.mkdir(parents=True, exist_ok=True)
     size = tuple(args.size or MODELS[args.model]['size'])
     if args.model == 'cmt-s' and size != (224, 224):
@@ -199,7 +220,8 @@ def main() -> None:
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
     reference = args.work / f'{args.model}_{size[0]}x{size[1]}_outputs.pth'
     result = dict(side=args.side, model=args.model, size=list(size), compile=args.compile,
-                  torch=torch.__version__, threads=torch.get_num_threads())
+                  allocator=args.allocator, torch=torch.__version__,
+                  threads=torch.get_num_threads())
     run = torch.compile(model, options=dict(freezing=True)) if args.compile else model
     result.update(timed(run, x, args.warmup, args.repeat))
     with torch.no_grad():

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Alternates the authors' side and mmhybrid's side of benchmarks/side_by_side.py, each a fresh
-# process, ROUNDS times per model (eager; then once compiled with freezing when COMPILE=1).
+# process, ROUNDS times per model (eager; then once compiled with freezing when COMPILE=1);
+# ALLOCATOR=fresh skips side_by_side.py's allocator settling (default: settled).
 #   AUTHORS_PY=/tmp/venv-cfpp/bin/python OURS_PY=.venv/bin/python WORK=/tmp/side_by_side \
 #   CMT_MIRROR=<git dir of huawei-noah/Efficient-AI-Backbones> \
 #   CROSSFORMER_MIRROR=<git dir of cheerss/CrossFormer> bash benchmarks/side_by_side.sh
@@ -10,20 +11,21 @@ cd "$(dirname "$0")/.."
 OURS_PY=${OURS_PY:-python}
 WORK=${WORK:-/tmp/side_by_side}
 ROUNDS=${ROUNDS:-2}
+ALLOCATOR=${ALLOCATOR:-settled}
 run_model() {  # model mirror repeat
   local model=$1 mirror=$2 repeat=$3
   for round in $(seq "$ROUNDS"); do
     echo "# $model round $round, load: $(cut -d' ' -f1-3 /proc/loadavg)"
     "$AUTHORS_PY" benchmarks/side_by_side.py authors "$model" --mirror "$mirror" --work "$WORK" \
-      --warmup 2 --repeat "$repeat" 2>/dev/null | tail -1
-    "$OURS_PY" benchmarks/side_by_side.py ours "$model" --work "$WORK" --warmup 2 \
-      --repeat "$repeat" | tail -1
+      --allocator "$ALLOCATOR" --warmup 2 --repeat "$repeat" 2>/dev/null | tail -1
+    "$OURS_PY" benchmarks/side_by_side.py ours "$model" --work "$WORK" \
+      --allocator "$ALLOCATOR" --warmup 2 --repeat "$repeat" | tail -1
   done
   if [ "${COMPILE:-0}" = 1 ]; then
     "$AUTHORS_PY" benchmarks/side_by_side.py authors "$model" --mirror "$mirror" --work "$WORK" \
-      --warmup 2 --repeat "$repeat" --compile 2>/dev/null | tail -1
-    "$OURS_PY" benchmarks/side_by_side.py ours "$model" --work "$WORK" --warmup 2 \
-      --repeat "$repeat" --compile | tail -1
+      --allocator "$ALLOCATOR" --warmup 2 --repeat "$repeat" --compile 2>/dev/null | tail -1
+    "$OURS_PY" benchmarks/side_by_side.py ours "$model" --work "$WORK" --allocator "$ALLOCATOR" \
+      --warmup 2 --repeat "$repeat" --compile | tail -1
   fi
 }
 [ -n "${CMT_MIRROR:-}" ] && run_model cmt-s "$CMT_MIRROR" 30

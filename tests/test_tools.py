@@ -247,6 +247,13 @@ def test_benchmark_compile_rows(monkeypatch, tmp_path):
     report = benchmark.to_markdown(results, 'cmd')
     assert '| van:b0 | 64x64 | fp32 | fwd | 1000.0 | 500.0 | 2.00x | 30 |' in report
     assert 'sdpa, compiled' in report
+    # A compiled run of training steps only gets a third block: both tables are kept.
+    benchmark.run_benchmark(['van:b0'], ['64'], device='cpu', modes=['fwdbwd'], compile=True,
+                            stream=io.StringIO(), markdown_path=str(page))
+    text = page.read_text()
+    assert benchmark.markers('cpu-compile-train')[0] in text
+    assert '| van:b0 | 64x64 | fp32 | fwd | 1000.0 | 500.0 | 2.00x | 30 |' in text
+    assert '| van:b0 | 64x64 | fp32 | fwdbwd | 1000.0 | 500.0 | 2.00x | 30 |' in text
 
 
 @pytest.mark.parametrize('mode', ['fwd', 'fwdbwd'])

@@ -308,6 +308,15 @@ def markers(key: str) -> Tuple[str, str]:
     return f'<!-- benchmark:begin {key} -->', f'<!-- benchmark:end {key} -->'
 
 
+def report_key(device: str, modes: Sequence[str], compile: bool) -> str:
+    """The block of the page a run's report goes to: ``device`` (e.g. ``'cpu'``), or for a run
+    with ``compile`` ``'<device>-compile'``, and ``'<device>-compile-train'`` when it measured
+    only training steps (``modes == ['fwdbwd']``)."""
+    if not compile:
+        return device
+    return device + '-compile' + '-train' * (list(modes) == ['fwdbwd'])
+
+
 def write_report(path: str, report: str, key: str = 'cpu') -> None:
     """Writes ``report`` into ``path`` between the markers of ``key`` (the device), keeping the
     rest of the page: the notes written by hand and the other devices' tables. A missing block is
@@ -363,8 +372,9 @@ def run_benchmark(specs: Sequence[str],
         compare_reference: Also measure with :func:`explicit_attention`.
         json_path: Write the machine, command and results here as JSON.
         markdown_path: Write the report into this page, in the block of ``device``
-            (:func:`write_report`; ``<device>-compile`` for a run with ``compile``, so that it
-            does not replace the eager table).
+            (:func:`write_report`; the block is named by :func:`report_key`, so that a
+            compiled run does not replace the eager table, nor a compiled training run the
+            compiled inference table).
         command: The command line, quoted in the report.
         stream: Where progress and the report go (default: stdout).
         roof_size: Side of the square matrices of the matmul roof (:func:`matmul_roof`),
@@ -414,6 +424,6 @@ def run_benchmark(specs: Sequence[str],
                       indent=1)
     report = to_markdown(results, command, roofs)
     if markdown_path:
-        write_report(markdown_path, report, key=device + '-compile' * compile)
+        write_report(markdown_path, report, key=report_key(device, modes, compile))
     stream.write(report + '\n')
     return results
