@@ -195,6 +195,47 @@ def test_fully_padded_groups_stay_finite_in_half_precision():
             assert torch.isfinite(half).all(), dtype
 
 
+@pytest.mark.parametrize('batch', [1, 2])
+def test_padding_as_a_key_channel_in_compiled_graphs(batch, monkeypatch):
+    """While compiling (CPU), a shared bias plus key padding goes to SDPA as the bias alone and
+    one more q/k/v channel carrying the padding (layers.attention.padding_as_key_channel), not
+    as a (groups, heads, N, N) mask; outputs and gradients equal the padding mask's wherever a
+    group has a real key (all-padding groups hold only padding queries, which are cropped)."""
+    from mmhybrid.models.layers import attention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(batch, 4, 2, 6, 8, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    bias = torch.randn(2, 6, 6, dtype=torch.float64, requires_grad=True)
+    key_padding = torch.zeros(4, 6, dtype=torch.bool)
+    key_padding[1, -2:] = True
+    key_padding[2, ::2] = True
+    key_padding[3] = True  # all padding
+
+    def run():
+        out = attention.grouped_attention(q, k, v, bias, key_padding, scale=0.3)[:, :3]
+        return (out, ) + torch.autograd.grad((out * out).sum(), (q, k, v, bias))
+
+    expected = run()
+    masks = []
+    original = attention.recomputed_bias_attention  # a learnable bias: the recomputing path
+    monkeypatch.setattr(attention, 'recomputed_bias_attention',
+                        lambda q, k, v, mask, scale: masks.append(mask) or original(
+                            q, k, v, mask, scale))
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
+    got = run()
+    assert [tuple(m.shape) for m in masks] == [(1, 2, 6, 6)]
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # and SDPA's
+        torch.testing.assert_close(
+            attention.grouped_attention(q, k, v, bias, key_padding, scale=0.3)[:, :3],
+            expected[0])
+    # The padding channel stays finite in half precision (-1e6 / scale overflows float16).
+    q16, k16, v16 = padded = attention.padding_as_key_channel(
+        *(t.detach().half() for t in (q, k, v)), key_padding, 0.3)
+    assert all(t.shape[-1] == 9 for t in padded) and torch.isfinite(k16).all()
+
+
 @pytest.mark.parametrize('size', [(64, 96), (224, 224)], ids=['padded', 'unpadded'])
 def test_attention_goes_through_sdpa(monkeypatch, size):
     """Every block calls SDPA with its DPB bias as a mask whose last dimension has unit stride:

@@ -75,20 +75,28 @@ def grouped_attention(q: torch.Tensor,
 
     Returns:
         ``(B, G, heads, Nq, d)``.
+
+    While compiling on the CPU, a bias together with a key padding is passed as the bias
+    alone, the padding riding on one more q/k/v channel (:func:`padding_as_key_channel`).
     """
     batch, groups, heads, num_q, dim = q.shape
     num_k = k.shape[-2]
+    if bias is not None and key_padding is not None and torch.compiler.is_compiling() \
+            and q.device.type == 'cpu':
+        scale = dim**-0.5 if scale is None else scale
+        q, k, v = padding_as_key_channel(q, k, v, key_padding, scale)
+        key_padding = None
     mask = None if bias is None else bias.to(q.dtype)[None]  # 1, heads, Nq, Nk
     if key_padding is None or batch == 1:
         # Images and groups share one batch dimension; a padding mask (G rows) only fits it
         # when there is a single image.
-        q, k, v = (t.reshape(batch * groups, heads, -1, dim) for t in (q, k, v))
+        q, k, v = (t.reshape(batch * groups, heads, -1, t.shape[-1]) for t in (q, k, v))
         if key_padding is not None:
             pad = padding_bias(key_padding, q.dtype)  # G, 1, 1, Nk
             mask = pad if mask is None else mask + pad
     else:
         # Groups and heads share one dimension, so that the mask broadcasts over the images.
-        q, k, v = (t.reshape(batch, groups * heads, -1, dim) for t in (q, k, v))
+        q, k, v = (t.reshape(batch, groups * heads, -1, t.shape[-1]) for t in (q, k, v))
         pad = padding_bias(key_padding, q.dtype)  # G, 1, 1, Nk
         mask = pad.expand(groups, heads, 1, num_k) if mask is None else mask + pad
         mask = mask.reshape(1, groups * heads, -1, num_k)
@@ -100,7 +108,32 @@ def grouped_attention(q: torch.Tensor,
         out = recomputed_bias_attention(q, k, v, mask, scale)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    if out.shape[-1] != dim:  # the padding channel (padding_as_key_channel)
+        out = out[..., :dim]
     return out.reshape(batch, groups, heads, num_q, dim)
+
+
+def padding_as_key_channel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           key_padding: torch.Tensor,
+                           scale: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``q``, ``k``, ``v`` ``(B, G, heads, N, d)`` with one more channel that carries the key
+    padding: 1 in every query, ``PADDING_MASK_VALUE / scale`` in padded keys (0 in the others),
+    0 in every value; attention over them with a logits scale of ``scale`` equals attention
+    with the padding mask of :func:`padding_bias` (the extra channel of the output is 0).
+
+    Used in compiled graphs on the CPU, where a bias shared by the groups plus a per-group
+    padding mask would be materialised as one ``(G, heads, Nq, Nk)`` mask (847 MB for
+    CrossFormer-S's long-distance groups at 800x1344, most of a compiled forward's time); the
+    channel keeps the mask at the bias's ``(heads, Nq, Nk)``.
+    """
+    batch, groups, heads, num_q, _ = q.shape
+    num_k = k.shape[-2]
+    fill = max(PADDING_MASK_VALUE / scale, -torch.finfo(q.dtype).max / 4)
+    column = torch.zeros(key_padding.shape, dtype=k.dtype, device=k.device)
+    column = column.masked_fill(key_padding, fill)[None, :, None, :, None]
+    return (torch.cat([q, q.new_ones(batch, groups, heads, num_q, 1)], -1),
+            torch.cat([k, column.expand(batch, groups, heads, num_k, 1)], -1),
+            torch.cat([v, v.new_zeros(batch, groups, heads, num_k, 1)], -1))
 
 
 class TokenAttention(nn.Module):
