@@ -44,12 +44,14 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
 
 
-def padding_bias(key_padding: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask ``(G, 1, 1, N)``: 0 for real keys, a large finite negative for padding.
+def padding_bias(key_padding: torch.Tensor, dtype: torch.dtype,
+                 value: float = PADDING_MASK_VALUE) -> torch.Tensor:
+    """Additive mask ``(G, 1, 1, N)``: 0 for real keys, ``value`` (a large negative) for padding.
 
-    The value stays finite in half precision, so fully padded groups keep a finite softmax.
+    The value is clamped to stay finite in ``dtype`` (half precision too), so fully padded
+    groups keep a finite softmax.
     """
-    fill = max(PADDING_MASK_VALUE, -torch.finfo(dtype).max / 4)
+    fill = max(value, -torch.finfo(dtype).max / 4)
     mask = torch.zeros(key_padding.shape, dtype=dtype, device=key_padding.device)
     return mask.masked_fill(key_padding, fill)[:, None, None, :]
 
@@ -128,9 +130,9 @@ def padding_as_key_channel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """
     batch, groups, heads, num_q, _ = q.shape
     num_k = k.shape[-2]
-    fill = max(PADDING_MASK_VALUE / scale, -torch.finfo(q.dtype).max / 4)
-    column = torch.zeros(key_padding.shape, dtype=k.dtype, device=k.device)
-    column = column.masked_fill(key_padding, fill)[None, :, None, :, None]
+    # The padding value over the scale, as one key channel shared by the images and heads.
+    column = padding_bias(key_padding, k.dtype, PADDING_MASK_VALUE / scale).reshape(
+        1, groups, 1, num_k, 1)
     return (torch.cat([q, q.new_ones(batch, groups, heads, num_q, 1)], -1),
             torch.cat([k, column.expand(batch, groups, heads, num_k, 1)], -1),
             torch.cat([v, v.new_zeros(batch, groups, heads, num_k, 1)], -1))
