@@ -14,7 +14,8 @@ from mmhybrid.checkpoint import CheckpointMismatchError
 from mmhybrid.models import CrossFormer
 from mmhybrid.models.backbones import crossformer
 from mmhybrid.models.backbones.crossformer import (CrossFormerBlock, CrossScaleMerging,
-                                                   group_chunks, has_cooling)
+                                                   CrossScalePatchEmbed, group_chunks,
+                                                   has_cooling, space_to_depth_conv)
 from mmhybrid.models.layers import group_shape
 
 # crossformer_tiny_reduced*.pth: CrossFormer-T layout with dims 16..128 and depths 2,2,2,2.
@@ -265,6 +266,53 @@ def test_merging_pads_odd_maps():
         ref = torch.cat([conv(normed) for conv in merge.reductions], 1)
     assert out.shape[2:] == (29, 38)
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('kernel,stride,size', [
+    (32, 4, (37, 50)), (16, 4, (5, 9)), (32, 4, (4, 4)), (8, 4, (64, 61)), (6, 2, (11, 13)),
+    (4, 2, (7, 7)), (3, 3, (10, 8))])
+def test_space_to_depth_conv_equals_the_conv(kernel, stride, size):
+    # Every size class: crops (outputs need fewer rows than the padded map has), extra padding,
+    # maps smaller than the kernel; the same products, so float64 agrees to rounding.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, kernel, stride=stride, padding=(kernel - stride) // 2).double()
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    want = conv(x)
+    got = space_to_depth_conv(conv, x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(got.square().sum(), [x, conv.weight, conv.bias])
+    wants = torch.autograd.grad(want.square().sum(), [x, conv.weight, conv.bias])
+    for g, w in zip(grads, wants):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+def test_first_embedding_trains_its_wide_kernels_as_space_to_depth_convs(monkeypatch):
+    # The 16x16 and 32x32 kernels take the space-to-depth path when their weights get a
+    # gradient, nowhere else (inference and frozen weights keep the plain conv); outputs and
+    # gradients equal the plain convs'.
+    torch.manual_seed(0)
+    embed = CrossScalePatchEmbed(3, 32, (4, 8, 16, 32), stride=4).double()
+    x = torch.randn(1, 3, 50, 70, dtype=torch.float64)
+    calls = []
+    real = crossformer.space_to_depth_conv
+    monkeypatch.setattr(crossformer, 'space_to_depth_conv',
+                        lambda conv, t: calls.append(conv.kernel_size[0]) or real(conv, t))
+    got = embed(x)
+    assert calls == [16, 32]
+    grads = torch.autograd.grad(got.sum(), list(embed.parameters()))
+    monkeypatch.setattr(crossformer, 'SPACE_TO_DEPTH_MIN_TAPS', 10**9)
+    want = embed(x)
+    wants = torch.autograd.grad(want.sum(), list(embed.parameters()))
+    assert calls == [16, 32]
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    for g, w in zip(grads, wants):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+    monkeypatch.setattr(crossformer, 'SPACE_TO_DEPTH_MIN_TAPS', 4)
+    with torch.no_grad():
+        embed(x)
+    embed.requires_grad_(False)
+    embed(x)
+    assert calls == [16, 32]
 
 
 def test_group_size_and_interval_per_stage():

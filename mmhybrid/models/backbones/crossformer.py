@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
@@ -44,6 +45,48 @@ def cel_convs(in_channels: int, out_channels: int, kernel_sizes: Sequence[int],
     return nn.ModuleList(
         nn.Conv2d(in_channels, c, k, stride=stride, padding=(k - stride) // 2)
         for k, c in zip(kernel_sizes, cel_channel_splits(out_channels, len(kernel_sizes))))
+
+
+# Kernels at least this many strides wide are trained as space-to-depth convolutions.
+SPACE_TO_DEPTH_MIN_TAPS = 4
+
+
+def cel_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a conv of a cross-scale embedding layer.
+
+    When its weight gets a gradient and its kernel spans at least
+    :data:`SPACE_TO_DEPTH_MIN_TAPS` strides (the first layer's 16x16 and 32x32 kernels of
+    stride 4), it runs as :func:`space_to_depth_conv`: oneDNN's weight gradient of the plain
+    conv takes 168 ms (32x32, 800x1344, contiguous image) and 6.1 s on a channels-last image,
+    which is the layout inductor gives every conv input on the CPU (compiled training was
+    0.46x of eager); as a space-to-depth conv it takes 54-55 ms in either layout. Inference
+    keeps the plain conv (its forward is faster).
+    """
+    kernel, stride = conv.kernel_size[0], conv.stride[0]
+    if (torch.is_grad_enabled() and conv.weight.requires_grad and kernel % stride == 0
+            and kernel // stride >= SPACE_TO_DEPTH_MIN_TAPS
+            and not torch.compiler.is_exporting()):
+        return space_to_depth_conv(conv, x)
+    return conv(x)
+
+
+def space_to_depth_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a square conv whose kernel ``k`` is a multiple of its stride ``s``
+    (zero padding, no dilation or groups), as a stride-1 conv with a ``k/s`` kernel over the
+    input's ``s x s`` space-to-depth rearrangement (``pixel_unshuffle`` of the padded input,
+    the weight rearranged the same way): the same products, summed in another order."""
+    kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    height, width = x.shape[-2:]
+    taps = kernel // stride
+    # The input rows/columns (padding included) the conv reads: its outputs plus the taps.
+    need_h = ((height + 2 * padding - kernel) // stride + taps) * stride
+    need_w = ((width + 2 * padding - kernel) // stride + taps) * stride
+    x = F.pad(x, (padding, max(need_w - width - padding, 0), padding,
+                  max(need_h - height - padding, 0)))[..., :need_h, :need_w]
+    out_channels, in_channels = conv.weight.shape[:2]
+    weight = conv.weight.view(out_channels, in_channels, taps, stride, taps, stride).permute(
+        0, 1, 3, 5, 2, 4).reshape(out_channels, in_channels * stride * stride, taps, taps)
+    return F.conv2d(F.pixel_unshuffle(x, stride), weight, conv.bias)
 
 
 class DynamicPositionBias(nn.Module):
@@ -319,7 +362,7 @@ class CrossScalePatchEmbed(nn.Module):
         self.norm = LayerNorm2d(out_channels, eps=1e-5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(torch.cat([proj(x) for proj in self.projs], dim=1))
+        return self.norm(torch.cat([cel_conv(proj, x) for proj in self.projs], dim=1))
 
 
 class CrossScaleMerging(nn.Module):
@@ -347,7 +390,7 @@ class CrossScaleMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pad_to_multiple(self.norm(x), self.stride)
-        return torch.cat([conv(x) for conv in self.reductions], dim=1)
+        return torch.cat([cel_conv(conv, x) for conv in self.reductions], dim=1)
 
 
 class CrossFormerStage(Stage):
