@@ -176,6 +176,44 @@ def test_custom_functions_under_inductor():
         torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.skipif(not hasattr(torch.library, 'custom_op'), reason='custom ops: torch >= 2.4')
+@pytest.mark.parametrize('needs', [(True, True, True, True), (True, False, True, False)])
+def test_recomputed_backward_is_one_opaque_call_in_compiled_graphs(needs):
+    """In a compiled graph the recomputing backward is one call of the custom op (inductor runs
+    it as it is, with its in-place band updates), gradients not needed are not computed, and
+    the gradients equal eager's."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 40, 8, requires_grad=need) for need in needs[:3])
+    bias = torch.randn(1, 2, 40, 40, requires_grad=needs[3])
+    backward_graphs = []
+
+    def keep_backward(gm, _):
+        backward_graphs.append(gm)
+        return make_boxed_func(gm)
+
+    backend = aot_autograd(fw_compiler=lambda gm, _: make_boxed_func(gm),
+                           bw_compiler=keep_backward)
+
+    def fn(q, k, v, bias):
+        attn = RecomputedBiasAttention.apply(q, k, v, bias, 0.35)
+        return (attn * attn).sum() + q.sum()
+
+    inputs = (q, k, v, bias)
+    wanted = [t for t in inputs if t.requires_grad]
+    ref_grads = torch.autograd.grad(fn(*inputs), wanted)
+    grads = torch.autograd.grad(torch.compile(fn, backend=backend, fullgraph=True)(*inputs), wanted)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
+    op = torch.ops.mmhybrid.recomputed_bias_attention_backward.default
+    calls = [n for gm in backward_graphs for n in gm.graph.nodes if n.target is op]
+    assert len(calls) == 1
+    assert list(calls[0].args[-1]) == list(needs)
+    # Nothing else of the backward's products was traced into the graph.
+    assert not [n for gm in backward_graphs for n in gm.graph.nodes
+                if n.target in (torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default)]
+
 
 def test_frozen_inference_matches_eager():
     """Inference compiled by inductor with ``freezing`` (weights as graph constants, the
