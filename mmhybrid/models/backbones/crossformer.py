@@ -81,8 +81,9 @@ def space_to_depth_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     # The input rows/columns (padding included) the conv reads: its outputs plus the taps.
     need_h = ((height + 2 * padding - kernel) // stride + taps) * stride
     need_w = ((width + 2 * padding - kernel) // stride + taps) * stride
-    x = F.pad(x, (padding, max(need_w - width - padding, 0), padding,
-                  max(need_h - height - padding, 0)))[..., :need_h, :need_w]
+    # need <= size + 2 * padding: pad as the conv does, then drop what no output reads (no
+    # max() of sizes, which a compiled graph with dynamic sizes could not order).
+    x = F.pad(x, (padding, padding, padding, padding))[..., :need_h, :need_w]
     out_channels, in_channels = conv.weight.shape[:2]
     weight = conv.weight.view(out_channels, in_channels, taps, stride, taps, stride).permute(
         0, 1, 3, 5, 2, 4).reshape(out_channels, in_channels * stride * stride, taps, taps)
