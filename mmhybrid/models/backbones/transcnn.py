@@ -31,9 +31,13 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 def _to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Inverse of :func:`_tokens` (a channels-last-strided NCHW view)."""
+    """Inverse of :func:`_tokens` (a channels-last-strided NCHW view; a contiguous map while
+    compiling: torch 2.13's inductor fails to lower that view into the next conv when the sizes
+    are dynamic, see ``LayerNorm2d._normalize_channels``)."""
     tokens = tokens[:, 0]
-    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
+    x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
+    compiling = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+    return x.contiguous() if compiling else x
 
 
 class HMHSA(nn.Module):

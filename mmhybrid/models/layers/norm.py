@@ -22,9 +22,25 @@ class LayerNorm2d(nn.LayerNorm):
         super().__init__(num_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+            return self._normalize_channels(x)
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+    def _normalize_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """The same norm as reductions over dim 1, for compiled graphs: no permuted view.
+
+        Inductor (torch 2.13) fails to lower a graph with dynamic sizes in which a permuted
+        view of a strided conv's output feeds a conv (``ValueRangeError`` / "cannot determine
+        truth value of Relational" while ordering its symbolic strides); the reductions fuse
+        into one kernel as ``F.layer_norm``'s decomposition does, and keep ``x``'s layout.
+        """
+        mean = x.mean(1, keepdim=True)
+        centered = x - mean
+        var = (centered * centered).mean(1, keepdim=True)
+        return (centered * torch.rsqrt(var + self.eps) * self.weight[:, None, None]
+                + self.bias[:, None, None])
 
 
 def build_out_norm(cfg: Dict[str, Any], num_channels: int) -> nn.Module:
