@@ -10,8 +10,8 @@ Backends, to keep the suite short on a 2-core CPU:
   (``RecomputedBiasAttention``, ``GeluBatchNorm``) are traced;
 - ``inductor`` (generated C++ kernels) on the custom Functions alone, one whole tiny model
   (CMT) compiled for inference with freezing, as docs/benchmarks.md recommends, and a stage
-  boundary with ``LayerNorm2d`` lowered with dynamic sizes (a whole tiny model takes 30-90 s to compile here;
-  docs/benchmarks.md records the inductor runs of every family).
+  boundary with ``LayerNorm2d`` lowered with dynamic sizes (a whole tiny model takes 30-90 s
+  to compile here; docs/benchmarks.md records the inductor runs of every family).
 """
 import pytest
 import torch
@@ -106,9 +106,9 @@ def test_one_graph_serves_every_size(name):
 
 
 def test_layer_norm_2d_lowers_with_dynamic_sizes():
-    """Inductor, eval mode, ``dynamic=True``: a strided conv, ``LayerNorm2d`` and a conv (the
-    stage boundary of VAN, CMT, HAT-Net and TransCNN) lower as one graph for every size, with
-    eager's outputs.
+    """Inductor, eval mode, ``dynamic=True``: a strided conv, ``LayerNorm2d`` and a conv (a
+    stage boundary of VAN and CMT; CrossFormer and UniFormer norm their embeddings with it too)
+    lower as one graph for every size, with eager's outputs.
 
     torch 2.13's inductor failed to lower such graphs while ``LayerNorm2d`` was a permuted view
     (``ValueRangeError`` while ordering its symbolic strides, floor divisions of the strided
