@@ -8,7 +8,7 @@ fixtures only).
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 
@@ -121,3 +121,19 @@ def assert_stages_close(outs: Sequence[torch.Tensor], refs: Sequence[torch.Tenso
 
 def as_float(outs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
     return [o.float() for o in outs]
+
+
+def assert_conv_rewrite_exact(rewrite: Callable[[torch.nn.Conv2d, torch.Tensor], torch.Tensor],
+                              conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``rewrite(conv, x)`` equals ``conv(x)`` to float64 rounding, and so do the gradients of
+    ``x``, the weight and the bias (``x`` and ``conv`` in float64, ``x`` requiring grad).
+    Returns the rewrite's output."""
+    want = conv(x)
+    got = rewrite(conv, x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    inputs = [x, conv.weight, conv.bias]
+    grads = torch.autograd.grad(got.square().sum(), inputs)
+    wants = torch.autograd.grad(want.square().sum(), inputs)
+    for g, w in zip(grads, wants):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+    return got

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from archs import PARITY_MODELS
-from helpers import (assert_stages_close, converted_model, converted_weights, official_checkpoint,
-                     parity_case)
+from helpers import (assert_conv_rewrite_exact, assert_stages_close, converted_model,
+                     converted_weights, official_checkpoint, parity_case)
 from mmhybrid.checkpoint import CheckpointMismatchError
 from mmhybrid.models import CrossFormer
 from mmhybrid.models.backbones import crossformer
@@ -277,13 +277,7 @@ def test_space_to_depth_conv_equals_the_conv(kernel, stride, size):
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 5, kernel, stride=stride, padding=(kernel - stride) // 2).double()
     x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
-    want = conv(x)
-    got = space_to_depth_conv(conv, x)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    grads = torch.autograd.grad(got.square().sum(), [x, conv.weight, conv.bias])
-    wants = torch.autograd.grad(want.square().sum(), [x, conv.weight, conv.bias])
-    for g, w in zip(grads, wants):
-        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+    assert_conv_rewrite_exact(space_to_depth_conv, conv, x)
 
 
 def test_first_embedding_trains_its_wide_kernels_as_space_to_depth_convs(monkeypatch):
@@ -313,6 +307,35 @@ def test_first_embedding_trains_its_wide_kernels_as_space_to_depth_convs(monkeyp
     embed.requires_grad_(False)
     embed(x)
     assert calls == [16, 32]
+
+
+def test_embedding_convs_read_a_channels_last_image_when_no_weight_trains():
+    # oneDNN's NCHW path for kernels wider than the stride is an im2col product (its reference
+    # kernel for 32x32 with one thread); inference and frozen layers give the convs one shared
+    # channels-last copy of the image, training keeps the image as it comes. Same values.
+    torch.manual_seed(0)
+    embed = CrossScalePatchEmbed(3, 32, (4, 8, 16, 32), stride=4).double()
+    x = torch.randn(2, 3, 37, 50, dtype=torch.float64)
+    seen = []
+    for conv in embed.projs:
+        conv.register_forward_pre_hook(lambda _, args: seen.append(
+            (args[0].is_contiguous(memory_format=torch.channels_last), args[0].data_ptr())))
+    with torch.no_grad():
+        want = embed.norm(torch.cat([conv(x) for conv in embed.projs], 1))
+    seen.clear()
+    with torch.no_grad():
+        got = embed(x)
+    assert [cl for cl, _ in seen] == [True] * 4 and len({ptr for _, ptr in seen}) == 1
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert got.shape == (2, 32, 9, 12)
+    seen.clear()
+    embed.requires_grad_(False)
+    torch.testing.assert_close(embed(x), want, rtol=1e-12, atol=1e-12)
+    assert [cl for cl, _ in seen] == [True] * 4
+    seen.clear()
+    embed.requires_grad_(True)
+    embed(x)  # training: the 4 and 8 kernels see the NCHW image (16, 32: space-to-depth)
+    assert [cl for cl, _ in seen] == [False, False]
 
 
 def test_group_size_and_interval_per_stage():

@@ -3,7 +3,9 @@ test_converters.py; the backbone contract in test_contract.py."""
 import pytest
 import torch
 
+from helpers import assert_conv_rewrite_exact
 from mmhybrid.models import VAN
+from mmhybrid.models.backbones.van import dilated_depthwise_conv
 
 
 def test_real_variant_param_counts():
@@ -31,3 +33,39 @@ def test_layer_scale_off_is_none():
     with torch.no_grad():
         for a, b in zip(plain(x), scaled(x)):
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('kernel,dilation,padding,size', [
+    (7, 3, 9, (11, 13)), (7, 3, 9, (3, 5)), (7, 3, 9, (1, 2)), (3, 2, 2, (8, 9)),
+    (5, 2, 3, (10, 7)), (7, 3, 0, (30, 25))])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_dilated_depthwise_conv_equals_the_conv(kernel, dilation, padding, size, channels_last):
+    # LKA's dilated conv as a plain conv over the dilation's phase grids: every size class
+    # (maps not a multiple of the dilation, maps smaller than the kernel's reach, which fall
+    # back to the conv, other kernels and paddings); outputs and gradients, float64.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 4, kernel, padding=padding, dilation=dilation, groups=4).double()
+    x = torch.randn(2, 4, *size, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    got = assert_conv_rewrite_exact(dilated_depthwise_conv, conv, x.requires_grad_(True))
+    if channels_last and min(got.shape[-2:]) > 1:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_lka_runs_its_dilated_conv_on_phase_grids(monkeypatch):
+    # The model calls the phase form (eager, CPU) and computes what the plain conv computes.
+    from mmhybrid.models.backbones import van
+    torch.manual_seed(0)
+    model = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1],
+                          mlp_ratios=[2, 2, 2, 2])).double()
+    x = torch.randn(1, 3, 96, 80, dtype=torch.float64)
+    calls = []
+    monkeypatch.setattr(van.F, 'pixel_unshuffle', lambda t, d, real=van.F.pixel_unshuffle:
+                        calls.append(d) or real(t, d))
+    got = model(x)
+    assert calls == [3] * 4
+    monkeypatch.setattr(van, 'dilated_depthwise_conv', lambda conv, t: conv(t))
+    want = model(x)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
