@@ -20,7 +20,7 @@ from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
 from ..layers import (Stage, apply_in_groups, grouped_attention, init_official_weights_,
-                      merge_heads, split_heads, window_layout)
+                      lowering_for_inductor, merge_heads, split_heads, window_layout)
 from .base import NUM_STAGES, HybridBackbone
 
 
@@ -36,8 +36,7 @@ def _to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     are dynamic, see ``LayerNorm2d._normalize_channels``)."""
     tokens = tokens[:, 0]
     x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
-    compiling = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
-    return x.contiguous() if compiling else x
+    return x.contiguous() if lowering_for_inductor() else x
 
 
 class HMHSA(nn.Module):

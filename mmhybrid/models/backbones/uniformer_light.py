@@ -20,7 +20,7 @@ from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
 from ..layers import (Mlp, Stage, TokenAttention, grouped_attention, init_official_weights_,
-                      maybe_checkpoint, merge_heads, split_heads)
+                      lowering_for_inductor, maybe_checkpoint, merge_heads, split_heads)
 from .base import NUM_STAGES, HybridBackbone
 from .uniformer import UniFormerConvBlock, UniFormerPatchEmbed
 
@@ -153,7 +153,9 @@ class UniFormerEvoBlock(nn.Module):
             tokens = torch.empty_like(tokens).scatter(1, index, tokens)
             scores = torch.empty_like(scores).scatter(1, order, scores)
         x = tokens.transpose(1, 2).reshape(b, c, h, w)
-        return x, t[:, :1], scores
+        # A channels-last view; contiguous while compiling (inductor fails to lower the view
+        # into the next block's conv with dynamic sizes, see layers.lowering_for_inductor).
+        return (x.contiguous() if lowering_for_inductor() else x), t[:, :1], scores
 
 
 class UniFormerEvoStage(Stage):

@@ -10,14 +10,15 @@ as matrix products), ``act_norm`` (GELU then BatchNorm storing one map in traini
 (inference-only folds of BatchNorms and residuals into convs, conv and GELU in one call, GELU and
 BatchNorm in place on fresh maps), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW maps,
 output norms), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on large maps
-in bands of rows; ``eager_inference``, when such eager-only paths run).
+in bands of rows; ``eager_inference``, when such eager-only paths run;
+``lowering_for_inductor``, when forms that inductor can lower with dynamic sizes replace them).
 """
 from .act_norm import GeluBatchNorm, gelu_then_norm
 from .attention import (PADDING_MASK_VALUE, TokenAttention, grouped_attention, merge_heads,
                         padding_bias, split_heads)
 from .attention_grad import RecomputedBiasAttention, recomputed_bias_attention
 from .checkpoint import maybe_checkpoint
-from .chunking import eager_inference, map_row_bands, rows_per_band
+from .chunking import eager_inference, lowering_for_inductor, map_row_bands, rows_per_band
 from .init import init_official_weights_
 from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
@@ -34,7 +35,8 @@ __all__ = [
     'RecomputedBiasAttention', 'RowBandBias', 'Stage', 'TokenAttention', 'add_residual', 'apply_in_groups',
     'build_out_norm', 'ceil_div', 'crop_to', 'cubic_resize_matrix', 'eager_inference',
     'gelu_then_norm',
-    'group_shape', 'grouped_attention', 'init_official_weights_', 'map_row_bands',
+    'group_shape', 'grouped_attention', 'init_official_weights_', 'lowering_for_inductor',
+    'map_row_bands',
     'maybe_checkpoint', 'merge_groups', 'merge_heads', 'pad_to_multiple', 'padding_bias',
     'padding_map', 'partition_groups', 'pointwise_conv', 'pointwise_linear',
     'recomputed_bias_attention',

@@ -19,6 +19,14 @@ def eager_inference() -> bool:
             and _get_current_dispatch_mode() is None)
 
 
+def lowering_for_inductor() -> bool:
+    """Whether the call is being traced by ``torch.compile`` for inductor (not exported): where
+    torch 2.13's inductor cannot lower a form with dynamic sizes, the layers give it an
+    equivalent one (a permuted or transposed view fed to a conv fails with ``ValueRangeError``
+    while inductor orders its symbolic strides; see ``LayerNorm2d._normalize_channels``)."""
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+
+
 def rows_per_band(x: torch.Tensor, hidden_channels: int,
                   band_bytes: int = DEFAULT_BAND_BYTES) -> int:
     """Rows of ``x`` (NCHW) whose ``hidden_channels``-channel map takes about ``band_bytes``."""

@@ -6,6 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
+from .chunking import lowering_for_inductor
+
 
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channel dimension of an NCHW tensor.
@@ -22,7 +24,7 @@ class LayerNorm2d(nn.LayerNorm):
         super().__init__(num_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        if lowering_for_inductor():
             return self._normalize_channels(x)
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
