@@ -55,6 +55,7 @@ def dilated_depthwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     bias = None if conv.bias is None else conv.bias.repeat_interleave(repeats)
     out = F.conv2d(phases, conv.weight.repeat_interleave(repeats, 0), bias,
                    groups=conv.groups * repeats)
+    del phases  # each intermediate map is freed as soon as the next one exists
     out = F.pixel_shuffle(out, dilation)
     out_h, out_w = padded_h - dilation * (kernel - 1), padded_w - dilation * (kernel - 1)
     return out[..., :out_h, :out_w].contiguous(
