@@ -69,3 +69,11 @@ def test_lka_runs_its_dilated_conv_on_phase_grids(monkeypatch):
     want = model(x)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    # A hook on the conv sees its call: the rewrite steps aside (it would replace the call).
+    monkeypatch.undo()
+    seen = []
+    model.stages[0].blocks[0].attn.lka.conv_spatial.register_forward_hook(
+        lambda *args: seen.append(1))
+    for g, w in zip(model(x), want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    assert seen == [1]

@@ -11,11 +11,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from mmhybrid.registry import MODELS
 from ..layers import (LayerNorm2d, Stage, add_residual, init_official_weights_, map_row_bands,
                       rows_per_band)
-from ..layers.fusion import conv_act, fusion_enabled, gelu_
+from ..layers.fusion import conv_act, fusion_enabled, gelu_, unhooked
 from .base import NUM_STAGES, HybridBackbone
 
 
@@ -30,24 +31,15 @@ def dilated_depthwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     outputs back in place: the same products in the same order. On the CPU oneDNN runs dilated
     depth-wise convs as im2col products; the plain one is a direct kernel: VAN-B2's stage-1 conv
     at 800x1344 (64 channels, 200x336) took 549 ms channels-last and 181 ms NCHW against 35 ms
-    (2 threads). Eager CPU only; traced graphs (compile, export), other devices and maps
-    smaller than the kernel's reach call ``conv`` itself. The result keeps ``x``'s memory
-    format.
+    (2 threads). Eager CPU only: traced graphs (compile, export), dispatch modes, hooked convs,
+    other devices and maps smaller than the kernel's reach call ``conv`` itself
+    (:func:`_phase_form_applies`). The result keeps ``x``'s memory format.
     """
-    (kernel, _), (dilation, _), (padding, _) = conv.kernel_size, conv.dilation, conv.padding
-    height, width = x.shape[-2:]
-    padded_h, padded_w = height + 2 * padding, width + 2 * padding
-    extra_h, extra_w = -padded_h % dilation, -padded_w % dilation
-    square = (len(set(conv.kernel_size)) == len(set(conv.dilation)) == len(set(conv.padding))
-              == 1)
-    if (not square or dilation == 1 or conv.stride != (1, 1) or conv.padding_mode != 'zeros'
-            or conv.groups != conv.in_channels or conv.out_channels != conv.in_channels
-            or x.device.type != 'cpu' or x.dim() != 4
-            or (padded_h + extra_h) // dilation < kernel
-            or (padded_w + extra_w) // dilation < kernel
-            or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-            or torch.jit.is_tracing()):
+    if not _phase_form_applies(conv, x):
         return conv(x)
+    (kernel, _), (dilation, _), (padding, _) = conv.kernel_size, conv.dilation, conv.padding
+    padded_h, padded_w = x.shape[-2] + 2 * padding, x.shape[-1] + 2 * padding
+    extra_h, extra_w = -padded_h % dilation, -padded_w % dilation
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     phases = F.pixel_unshuffle(
         F.pad(x, (padding, padding + extra_w, padding, padding + extra_h)), dilation)
@@ -60,6 +52,25 @@ def dilated_depthwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     out_h, out_w = padded_h - dilation * (kernel - 1), padded_w - dilation * (kernel - 1)
     return out[..., :out_h, :out_w].contiguous(
         memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _phase_form_applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether :func:`dilated_depthwise_conv` rewrites ``conv(x)``: a square depth-wise conv of
+    stride 1, dilation > 1 and integer zero padding, on a 4-D CPU map whose phase grids are
+    at least the kernel's size, in eager mode (not traced, no dispatch mode such as the FLOP
+    counter's, no hook on ``conv``, whose call the rewrite replaces)."""
+    if (not isinstance(conv.padding, tuple) or conv.padding_mode != 'zeros'
+            or len({*conv.kernel_size}) != 1 or len({*conv.dilation}) != 1
+            or len({*conv.padding}) != 1 or conv.stride != (1, 1) or conv.dilation[0] == 1
+            or conv.groups != conv.in_channels or conv.out_channels != conv.in_channels
+            or x.device.type != 'cpu' or x.dim() != 4):
+        return False
+    kernel, dilation, padding = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
+    if min(-(-(side + 2 * padding) // dilation) for side in x.shape[-2:]) < kernel:
+        return False  # a phase grid smaller than the kernel: the plain conv
+    return not (torch.compiler.is_compiling() or torch.compiler.is_exporting()
+                or torch.jit.is_tracing() or _get_current_dispatch_mode() is not None
+                or conv._forward_pre_hooks or not unhooked(conv))
 
 
 class LargeKernelAttention(nn.Module):
