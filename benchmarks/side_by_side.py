@@ -55,6 +55,9 @@ MODELS = {
         file='models/crossformer_backbone_det.py', repo='cheerss/CrossFormer',
         commit='795201075f0066e78408882617312084e25aef61', family='crossformer',
         ours=dict(type='CrossFormer', arch='small', lda_mode='regional'), size=(800, 1344)),
+    'van-b2': dict(file='models/van.py', repo='Visual-Attention-Network/VAN-Classification',
+                   commit='e19779b53a1b0828b51ecb4412d577541aee83a7', family='van',
+                   ours=dict(type='VAN', arch='b2'), size=(800, 1344)),
 }
 
 
@@ -94,6 +97,7 @@ def load_stand_ins() -> types.ModuleType:
     maker.module('timm.models.helpers', load_pretrained=None)
     maker.module('timm.models.resnet', resnet26d=None, resnet50d=None)
     maker.module('timm.models.registry', register_model=lambda fn: fn)
+    maker.module('timm.models.vision_transformer', _cfg=lambda **kwargs: dict(kwargs))
     return maker
 
 
@@ -120,6 +124,26 @@ class AuthorsCMTStages(torch.nn.Module):
         return outs
 
 
+class AuthorsVANStages(torch.nn.Module):
+    """The authors' ``VAN.forward_features`` without the final pooling: each stage's normed
+    map, NCHW (the last stage's tokens reshaped as the earlier ones)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        m, batch, outs = self.model, x.shape[0], []
+        for i in range(1, m.num_stages + 1):
+            x, height, width = getattr(m, f'patch_embed{i}')(x)
+            for block in getattr(m, f'block{i}'):
+                x = block(x)
+            x = getattr(m, f'norm{i}')(x.flatten(2).transpose(1, 2))
+            x = x.reshape(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()
+            outs.append(x)
+        return outs
+
+
 def build_authors(name: str, mirror: Path, work: Path, size) -> torch.nn.Module:
     info = MODELS[name]
     maker = load_stand_ins()
@@ -132,6 +156,8 @@ def build_authors(name: str, mirror: Path, work: Path, size) -> torch.nn.Module:
     torch.manual_seed(0)
     if name == 'cmt-s':
         model = AuthorsCMTStages(module.cmt_s(img_size=size[0]))
+    elif name == 'van-b2':
+        model = AuthorsVANStages(module.van_b2())
     else:
         model = module.CrossFormer(
             img_size=[1280, 800], patch_size=[4, 8, 16, 32], embed_dim=96, depths=[2, 2, 6, 2],
@@ -140,7 +166,7 @@ def build_authors(name: str, mirror: Path, work: Path, size) -> torch.nn.Module:
             use_acl=False, init_cfg=None)
         for param in model.parameters():  # no init_weights in the dense file: draw them
             param.data.normal_(0, 0.02)
-    for m in model.modules():  # non-trivial BatchNorm statistics (CMT)
+    for m in model.modules():  # non-trivial BatchNorm statistics (CMT, VAN)
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
@@ -155,7 +181,7 @@ def build_ours(name: str, work: Path) -> torch.nn.Module:
     cfg = dict(info['ours'], type=f"mmhybrid.{info['ours']['type']}", out_indices=(0, 1, 2, 3))
     model = REGISTRY.build(cfg)
     state_dict = torch.load(work / f'{name}.pth', weights_only=True)
-    if name == 'cmt-s':  # the stage wrapper's prefix
+    if name in ('cmt-s', 'van-b2'):  # the stage wrapper's prefix
         state_dict = {k[len('model.'):]: v for k, v in state_dict.items()}
     converted, _ = convert_state_dict(state_dict, info['family'])
     model.load_state_dict(converted, strict=True)

@@ -4,7 +4,8 @@
 # ALLOCATOR=fresh skips side_by_side.py's allocator settling (default: settled).
 #   AUTHORS_PY=/tmp/venv-cfpp/bin/python OURS_PY=.venv/bin/python WORK=/tmp/side_by_side \
 #   CMT_MIRROR=<git dir of huawei-noah/Efficient-AI-Backbones> \
-#   CROSSFORMER_MIRROR=<git dir of cheerss/CrossFormer> bash benchmarks/side_by_side.sh
+#   CROSSFORMER_MIRROR=<git dir of cheerss/CrossFormer> \
+#   VAN_MIRROR=<git dir of Visual-Attention-Network/VAN-Classification> bash benchmarks/side_by_side.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AUTHORS_PY:?python of the throwaway environment (benchmarks/README.md)}"
@@ -30,4 +31,5 @@ run_model() {  # model mirror repeat
 }
 [ -n "${CMT_MIRROR:-}" ] && run_model cmt-s "$CMT_MIRROR" 30
 [ -n "${CROSSFORMER_MIRROR:-}" ] && run_model crossformer-s-regional "$CROSSFORMER_MIRROR" 3
+[ -n "${VAN_MIRROR:-}" ] && run_model van-b2 "$VAN_MIRROR" 3
 exit 0
