@@ -11,11 +11,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from mmhybrid.registry import MODELS
-from ..layers import (LayerNorm2d, Stage, add_residual, init_official_weights_, map_row_bands,
-                      rows_per_band)
+from ..layers import (LayerNorm2d, Stage, add_residual, init_official_weights_,
+                      is_channels_last, map_row_bands, rows_per_band, untraced_eager)
 from ..layers.fusion import conv_act, fusion_enabled, gelu_, unhooked
 from .base import NUM_STAGES, HybridBackbone
 
@@ -40,7 +39,7 @@ def dilated_depthwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     (kernel, _), (dilation, _), (padding, _) = conv.kernel_size, conv.dilation, conv.padding
     padded_h, padded_w = x.shape[-2] + 2 * padding, x.shape[-1] + 2 * padding
     extra_h, extra_w = -padded_h % dilation, -padded_w % dilation
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    channels_last = is_channels_last(x)
     phases = F.pixel_unshuffle(
         F.pad(x, (padding, padding + extra_w, padding, padding + extra_h)), dilation)
     repeats = dilation * dilation
@@ -68,9 +67,7 @@ def _phase_form_applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     kernel, dilation, padding = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
     if min(-(-(side + 2 * padding) // dilation) for side in x.shape[-2:]) < kernel:
         return False  # a phase grid smaller than the kernel: the plain conv
-    return not (torch.compiler.is_compiling() or torch.compiler.is_exporting()
-                or torch.jit.is_tracing() or _get_current_dispatch_mode() is not None
-                or conv._forward_pre_hooks or not unhooked(conv))
+    return untraced_eager() and not conv._forward_pre_hooks and unhooked(conv)
 
 
 class LargeKernelAttention(nn.Module):

@@ -18,12 +18,13 @@ from .attention import (PADDING_MASK_VALUE, TokenAttention, grouped_attention, m
                         padding_bias, split_heads)
 from .attention_grad import RecomputedBiasAttention, recomputed_bias_attention
 from .checkpoint import maybe_checkpoint
-from .chunking import eager_inference, lowering_for_inductor, map_row_bands, rows_per_band
+from .chunking import (eager_inference, lowering_for_inductor, map_row_bands, rows_per_band,
+                       untraced_eager)
 from .init import init_official_weights_
 from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
 from .padding import ceil_div, crop_to, pad_to_multiple, padding_map, same_size
-from .pointwise import pointwise_conv, pointwise_linear
+from .pointwise import is_channels_last, pointwise_conv, pointwise_linear
 from .position_bias import RowBandBias, cubic_resize_matrix, resize_position_bias
 from .residual import add_residual
 from .stage import Stage
@@ -35,10 +36,12 @@ __all__ = [
     'RecomputedBiasAttention', 'RowBandBias', 'Stage', 'TokenAttention', 'add_residual', 'apply_in_groups',
     'build_out_norm', 'ceil_div', 'crop_to', 'cubic_resize_matrix', 'eager_inference',
     'gelu_then_norm',
-    'group_shape', 'grouped_attention', 'init_official_weights_', 'lowering_for_inductor',
+    'group_shape', 'grouped_attention', 'init_official_weights_', 'is_channels_last',
+    'lowering_for_inductor',
     'map_row_bands',
     'maybe_checkpoint', 'merge_groups', 'merge_heads', 'pad_to_multiple', 'padding_bias',
     'padding_map', 'partition_groups', 'pointwise_conv', 'pointwise_linear',
     'recomputed_bias_attention',
-    'resize_position_bias', 'rows_per_band', 'same_size', 'split_heads', 'window_layout'
+    'resize_position_bias', 'rows_per_band', 'same_size', 'split_heads', 'untraced_eager',
+    'window_layout'
 ]

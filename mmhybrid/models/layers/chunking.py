@@ -5,6 +5,8 @@ from typing import Callable
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from .pointwise import is_channels_last
+
 # A band's hidden maps stay near this size (bytes).
 DEFAULT_BAND_BYTES = 8 * 2**20
 
@@ -14,9 +16,16 @@ def eager_inference() -> bool:
     no gradient recorded, not traced (compile, export, ``torch.jit.trace``: a traced graph keeps
     one size-agnostic call) and no Python dispatch mode active (e.g. ``FlopCounterMode``, which
     counts the modules' own ops). Every such path gives the plain modules' results."""
-    return (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-            and not torch.compiler.is_exporting() and not torch.jit.is_tracing()
-            and _get_current_dispatch_mode() is None)
+    return not torch.is_grad_enabled() and untraced_eager()
+
+
+def untraced_eager() -> bool:
+    """Whether the call runs eagerly as written: not traced (``torch.compile``, export,
+    ``torch.jit.trace``) and under no Python dispatch mode (such as ``FlopCounterMode``). Eager
+    rewrites of a module's computation (:func:`eager_inference`'s paths, and the training-safe
+    ones that also run with gradients) apply only then."""
+    return (not torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+            and not torch.jit.is_tracing() and _get_current_dispatch_mode() is None)
 
 
 def lowering_for_inductor() -> bool:
@@ -57,8 +66,7 @@ def map_row_bands(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h
         lo, hi = max(top - halo, 0), min(bottom + halo, height)
         band = fn(x[:, :, lo:hi])[:, :, top - lo:bottom - lo]
         if out is None:
-            channels_last = (x.is_contiguous(memory_format=torch.channels_last)
-                             and not x.is_contiguous())
+            channels_last = is_channels_last(x)
             out = torch.empty((x.shape[0], band.shape[1], height, x.shape[3]),
                               dtype=band.dtype, device=band.device,
                               memory_format=torch.channels_last if channels_last else

@@ -6,7 +6,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _channels_last(x: torch.Tensor) -> bool:
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a 4-D map laid out channels-last (and not also contiguous NCHW, as a
+    map with one channel or one position is)."""
     return (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
             and not x.is_contiguous())
 
@@ -15,7 +17,7 @@ def pointwise_linear(x: torch.Tensor, weight: torch.Tensor,
                      bias: Optional[torch.Tensor]) -> torch.Tensor:
     """A 1x1 convolution with an ``(out, in)`` weight on an NCHW map: ``F.linear`` over the
     channels on a channels-last map (channels-last result), ``F.conv2d`` otherwise."""
-    if _channels_last(x):
+    if is_channels_last(x):
         return F.linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
     return F.conv2d(x, weight[:, :, None, None], bias)
 
@@ -30,7 +32,7 @@ def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     ``conv`` itself.
     """
     if (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
-            and conv.dilation == (1, 1) and conv.groups == 1 and _channels_last(x)):
+            and conv.dilation == (1, 1) and conv.groups == 1 and is_channels_last(x)):
         weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
         return pointwise_linear(x, weight, conv.bias)
     return conv(x)
