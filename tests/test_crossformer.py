@@ -338,6 +338,24 @@ def test_embedding_convs_read_a_channels_last_image_when_no_weight_trains():
     assert [cl for cl, _ in seen] == [False, False]
 
 
+@pytest.mark.parametrize('grad', [False, True])
+def test_stages_hand_channels_last_maps_on_and_the_backbone_returns_contiguous_ones(grad):
+    # A stage's output is the NCHW view of its blocks' (B, H, W, C) tokens: the next stage's
+    # LayerNorm and convs read it without a copy; forward() makes the returned maps contiguous.
+    torch.manual_seed(0)
+    model = reduced_model(out_indices=(0, 1, 2, 3)).eval()
+    x = torch.randn(1, 3, 64, 96)
+    seen = []
+    for stage in model.stages[1:]:
+        stage.register_forward_pre_hook(lambda _, args: seen.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)
+            and not args[0].is_contiguous()))
+    with torch.set_grad_enabled(grad):
+        outs = model(x)
+    assert seen == [True] * 3
+    assert len(outs) == 4 and all(out.is_contiguous() for out in outs)
+
+
 def test_group_size_and_interval_per_stage():
     model = reduced_model(group_size=[14, 14, 7, 7], interval=[16, 8, 2, 1])
     assert [b.group_size for b in model.stages[0].blocks] == [14, 14]

@@ -414,11 +414,16 @@ class CrossScaleMerging(nn.Module):
 
 class CrossFormerStage(Stage):
     """A cross-scale embedding layer, then SDA/LDA blocks on ``(B, H, W, C)`` tokens; NCHW in
-    and out."""
+    and out.
+
+    The output is the NCHW view of the blocks' channels-last tokens, not a contiguous copy:
+    the next stage's LayerNorm and convolutions read it as it is (a copy to NCHW would be
+    permuted back twice), and the backbone's forward makes the maps it returns contiguous.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.run_blocks(self.downsample(x).permute(0, 2, 3, 1))
-        return x.permute(0, 3, 1, 2).contiguous()
+        return x.permute(0, 3, 1, 2)
 
 
 def _per_stage(name: str, value: Union[int, Sequence[int]]) -> Tuple[int, ...]:
