@@ -136,6 +136,35 @@ def test_layer_norm_2d_lowers_with_dynamic_sizes():
     assert len(graphs) == 1, f'{len(graphs)} graphs for {len(SIZES)} sizes'
 
 
+def test_padded_groups_keep_one_dynamic_inference_graph():
+    """AOTAutograd (as inductor gets it), eval mode, ``dynamic=True``: window groups of maps
+    padded on both sides, on one side and on none run in one graph.
+
+    Cropping the padding as a narrowed view made the tracer decide whether the view is
+    contiguous (only when nothing was padded): a guard per side, so one graph per padding
+    pattern (UniFormer's compiled inference recompiled on new sizes); ``crop_to`` gathers the
+    rows and columns in traced inference instead."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from mmhybrid.models.layers import apply_in_groups, window_layout
+    torch.manual_seed(0)
+    proj = torch.nn.Linear(24, 24)
+
+    def windowed(x):
+        return apply_in_groups(x, *window_layout(4), lambda groups, _: proj(groups),
+                               mask_padding=False)
+
+    counter = CompileCounterWithBackend('aot_eager')
+    compiled = torch.compile(windowed, backend=counter, dynamic=True)
+    graphs = []
+    with torch.no_grad():
+        for size in [(6, 10), (8, 6), (12, 8), (10, 12), (14, 14)]:
+            x = torch.randn(BATCH, *size, 24)
+            torch.testing.assert_close(compiled(x), windowed(x))
+            graphs.append(counter.frame_count)
+    assert graphs == graphs[:1] * len(graphs), f'graphs after each size: {graphs}'
+
+
 def test_layer_norm_2d_compiled_form_equals_eager():
     """The traced form of ``LayerNorm2d`` (reductions over dim 1) equals the eager one."""
     from mmhybrid.models.layers import LayerNorm2d

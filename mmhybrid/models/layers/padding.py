@@ -74,16 +74,20 @@ def crop_to(x: torch.Tensor, size: Tuple[int, int], channels_last: bool = False)
     dim_h, dim_w = _hw_dims(channels_last)
     if same_size((x.shape[dim_h], x.shape[dim_w]), size):
         return x
-    if torch.compiler.is_exporting():
+    if torch.compiler.is_exporting() or (torch.compiler.is_compiling()
+                                         and not torch.is_grad_enabled()):
         # A narrowed view makes the tracer decide its contiguity, which holds only at sizes
-        # without padding: gather the rows and columns into a new tensor instead.
+        # without padding: export fails on it, and a dynamic inference graph would guard on
+        # it (one graph per padding pattern: padded or not, per side). Gather the rows and
+        # columns into a new tensor instead.
         for dim, length in ((dim_h, size[0]), (dim_w, size[1])):
             x = x.index_select(dim, torch.arange(length, device=x.device))
         return x
     x = x.narrow(dim_h, 0, size[0]).narrow(dim_w, 0, size[1])
     if torch.compiler.is_compiling():
-        # Whether the view is contiguous depends on the padding: the compiler would guard on
-        # it. A copy has contiguous strides at every size (and is fused into its consumer).
+        # Training graphs (specialised to their sizes by inductor anyway, see README): the
+        # view's backward pads, where the gather's would scatter. A copy has contiguous
+        # strides at every size (and is fused into its consumer).
         x = x.clone(memory_format=torch.contiguous_format)
     return x
 
