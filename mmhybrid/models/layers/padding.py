@@ -70,7 +70,8 @@ def pad_to_multiple(x: torch.Tensor,
 
 
 def crop_to(x: torch.Tensor, size: Tuple[int, int], channels_last: bool = False) -> torch.Tensor:
-    """Crops the bottom/right padding of ``x`` back to ``size = (H, W)`` (no copy)."""
+    """Crops the bottom/right padding of ``x`` back to ``size = (H, W)``: a view in eager mode
+    (no copy), a new tensor in traced graphs."""
     dim_h, dim_w = _hw_dims(channels_last)
     if same_size((x.shape[dim_h], x.shape[dim_w]), size):
         return x
