@@ -8,7 +8,7 @@ from archs import CONTRACT_MODELS, PARITY_MODELS
 from helpers import assert_stages_close, converted_model, converted_weights, parity_case
 from mmhybrid.models import UniFormerLight
 from mmhybrid.models.backbones.uniformer_light import (UniFormerEvoBlock, evo_schedule,
-                                                       pool_scores)
+                                                       kept_tokens, pool_scores)
 
 NAME = 'uniformer_light_xxs_reduced'
 TINY = CONTRACT_MODELS['UniFormerLight']['arch']
@@ -191,3 +191,11 @@ def test_offline_conversion_finds_the_released_arch(name, tmp_path):
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith('out_norms.')}
     assert sorted(converted) == sorted(expected)
     assert all(torch.equal(converted[k], v) for k, v in expected.items())
+
+
+@pytest.mark.parametrize('ratio', [0.5, 0.25, 0.75, 0.125, 0.7, 0.3, 1 / 3, 0.9])
+def test_kept_tokens_is_the_official_float_truncation(ratio):
+    # Integer arithmetic for ratios of a few binary digits (a traced size stays an integer
+    # expression), the float product otherwise: int(n * ratio) either way.
+    sizes = list(range(2000)) + [2**31 - 1, 2**30 + 7, 123456789, 16 * 84, 25 * 42]
+    assert [kept_tokens(n, ratio) for n in sizes] == [int(n * ratio) for n in sizes]

@@ -77,3 +77,67 @@ def test_lka_runs_its_dilated_conv_on_phase_grids(monkeypatch):
     for g, w in zip(model(x), want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
     assert seen == [1]
+
+
+class _GraphRecorder:
+    """A ``torch.compile`` backend that keeps dynamo's graphs and runs them as traced."""
+
+    def __init__(self):
+        self.graphs = []
+
+    def __call__(self, gm, example_inputs):
+        self.graphs.append(gm)
+        return gm.forward
+
+
+def _calls(graph_module, name):
+    return [n for n in graph_module.graph.nodes
+            if n.op == 'call_function' and name in str(n.target)]
+
+
+def test_compiled_lka_runs_its_dilated_conv_on_phase_grids():
+    # inductor calls the same oneDNN convolutions as eager, which runs a dilated depth-wise
+    # conv as im2col products: compiled graphs use the phase form too (a frozen VAN-B2 at
+    # 800x1344 ran 1.02-1.09x faster compiled with it). Eval and train: eager's outputs and
+    # gradients.
+    import torch._dynamo as dynamo
+    torch.manual_seed(0)
+    model = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1],
+                          mlp_ratios=[2, 2, 2, 2])).double()
+    x = torch.randn(2, 3, 96, 80, dtype=torch.float64)
+    for train in (False, True):
+        dynamo.reset()
+        model.train(train)
+        recorder = _GraphRecorder()
+        compiled = torch.compile(model, backend=recorder, fullgraph=True)
+        with torch.set_grad_enabled(train):
+            got = compiled(x)
+            want = model(x)
+        assert len(recorder.graphs) == 1
+        assert len(_calls(recorder.graphs[0], 'pixel_unshuffle')) == 4  # one per block
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+        if train:
+            grads = torch.autograd.grad(sum(g.square().sum() for g in got), model.parameters())
+            wants = torch.autograd.grad(sum(w.square().sum() for w in want), model.parameters())
+            for g, w in zip(grads, wants):
+                torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9)
+    dynamo.reset()
+
+
+def test_exported_lka_keeps_the_dilated_conv():
+    # Exported graphs (ONNX, torch.export) keep the plain conv: one op, as the model is written.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 4, 7, padding=9, dilation=3, groups=4)
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            return dilated_depthwise_conv(self.conv, x)
+
+    program = torch.export.export(Wrapped(), (torch.randn(1, 4, 30, 25),))
+    assert not _calls(program.graph_module, 'pixel_unshuffle')
+    assert len(_calls(program.graph_module, 'conv')) == 1

@@ -53,6 +53,18 @@ class ClassAttention(TokenAttention):
         return self.proj(merge_heads(out)), scores
 
 
+def kept_tokens(n: int, ratio: float) -> int:
+    """``int(n * ratio)``, the official count of kept tokens. For a ratio of a few binary digits
+    (the official 0.5, or 0.25, 0.75, ...) it is computed as ``n * num // den`` (``ratio`` as an
+    exact fraction), which equals the float product's truncation for any ``n`` below 2**31 and
+    stays an integer expression when ``n`` is a traced size: a float product of a symbolic size
+    made ``torch.compile``'s dynamic graph of UniFormer-light far slower to trace."""
+    num, den = ratio.as_integer_ratio()
+    if num.bit_length() <= 22:  # n * num < 2**53: the float product is exact
+        return n * num // den
+    return int(n * ratio)
+
+
 def pool_scores(scores: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Global scores of an ``height x width`` map → those of the 2x downsampled map (2x2 mean,
     floor), rescaled to the same sum (the official last block of stage 3 does this)."""
@@ -134,7 +146,7 @@ class UniFormerEvoBlock(nn.Module):
                 raise RuntimeError('a pruning block needs the global scores of an earlier '
                                    'attention block')
             n = h * w
-            keep = int(n * self.prune_ratio)
+            keep = kept_tokens(n, self.prune_ratio)
             order = torch.argsort(scores, dim=1, descending=True)
             index = order[..., None].expand(-1, -1, c)
             tokens = tokens.gather(1, index)
