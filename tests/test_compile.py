@@ -90,7 +90,7 @@ def test_train_mode_is_one_graph_at_batch_1(name):
 
 
 # The dynamic trace takes 5-70 s per arch here: a subset (all archs: docs/benchmarks.md).
-@pytest.mark.parametrize('name', ['VAN', 'UniFormer'])
+@pytest.mark.parametrize('name', ['VAN', 'UniFormer', 'UniFormerLight'])
 def test_one_graph_serves_every_size(name):
     """Eval mode: one graph without breaks for all sizes (``dynamic=True``), eager's outputs."""
     model = build(name).eval()
