@@ -96,9 +96,8 @@ def _calls(graph_module, name):
 
 
 def test_compiled_lka_runs_its_dilated_conv_on_phase_grids():
-    # inductor calls the same oneDNN convolutions as eager, which runs a dilated depth-wise
-    # conv as im2col products: compiled graphs use the phase form too (a frozen VAN-B2 at
-    # 800x1344 ran 1.02-1.09x faster compiled with it). Eval and train: eager's outputs and
+    # Compiled graphs use the phase form too (a frozen VAN-B2 at 800x1344 ran 1.02-1.09x faster
+    # compiled with it than with the dilated conv). Eval and train: eager's outputs and
     # gradients.
     import torch._dynamo as dynamo
     torch.manual_seed(0)

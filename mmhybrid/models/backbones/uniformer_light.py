@@ -57,8 +57,9 @@ def kept_tokens(n: int, ratio: float) -> int:
     """``int(n * ratio)``, the official count of kept tokens. For a ratio of a few binary digits
     (the official 0.5, or 0.25, 0.75, ...) it is computed as ``n * num // den`` (``ratio`` as an
     exact fraction), which equals the float product's truncation for any ``n`` below 2**31 and
-    stays an integer expression when ``n`` is a traced size: a float product of a symbolic size
-    made ``torch.compile``'s dynamic graph of UniFormer-light far slower to trace."""
+    stays an integer expression when ``n`` is a traced size (a float product truncated to an
+    int is not: inductor lowered the tiny arch's dynamic graph in 981 s with it, 788 s without;
+    one run each)."""
     num, den = ratio.as_integer_ratio()
     if num.bit_length() <= 22:  # n * num < 2**53: the float product is exact
         return n * num // den
