@@ -13,9 +13,9 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (LayerNorm2d, Stage, add_residual, crop_to, init_official_weights_,
-                      is_channels_last, lowering_for_inductor, map_row_bands, rows_per_band,
-                      untraced_eager)
+from ..layers import (LayerNorm2d, Stage, add_residual, ceil_div, crop_to,
+                      init_official_weights_, is_channels_last, lowering_for_inductor,
+                      map_row_bands, rows_per_band, untraced_eager)
 from ..layers.fusion import conv_act, fusion_enabled, gelu_, unhooked
 from ..layers.padding import padding_to_multiple
 from .base import NUM_STAGES, HybridBackbone
@@ -73,7 +73,7 @@ def _phase_form_applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
             or x.device.type != 'cpu' or x.dim() != 4):
         return False
     kernel, dilation, padding = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
-    if min(-(-(side + 2 * padding) // dilation) for side in x.shape[-2:]) < kernel:
+    if min(ceil_div(side + 2 * padding, dilation) for side in x.shape[-2:]) < kernel:
         return False  # a phase grid smaller than the kernel: the plain conv
     return ((untraced_eager() or lowering_for_inductor()) and not conv._forward_pre_hooks
             and unhooked(conv))
