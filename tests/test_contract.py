@@ -327,6 +327,28 @@ def test_inference_rewrites_equal_the_plain_modules(family, channels_last, monke
 
 
 
+def test_onednn_linears_equal_f_linear(family, monkeypatch):
+    # layers.Linear's oneDNN product at inference against F.linear; families without linear
+    # layers (their 1x1 convs already run in oneDNN) must not change at all.
+    from mmhybrid.models.layers import Linear
+    from mmhybrid.models.layers import linear as linear_layers
+    torch.manual_seed(0)
+    model = build(family).eval()
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        monkeypatch.setattr(linear_layers, 'ENABLED', False)
+        plain = model(x)
+        monkeypatch.setattr(linear_layers, 'ENABLED', True)
+        with torch.profiler.profile() as prof:
+            onednn = model(x)
+    ran = 'mkldnn::_linear_pointwise' in {event.name for event in prof.events()}
+    has_linears = any(isinstance(m, Linear) for m in model.modules())
+    assert ran == (has_linears and linear_layers._ONEDNN_LINEAR)
+    assert not any(type(m) is torch.nn.Linear for m in model.modules())
+    for a, b in zip(plain, onednn):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('family, suffix', [('CrossFormer', 'mlp.fc1'), ('UniFormer', 'mlp.fc1'),
                                             ('VAN', 'attn.proj_1')])
 def test_in_place_inference_leaves_hooked_outputs_alone(family, suffix):

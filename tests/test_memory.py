@@ -114,7 +114,9 @@ def test_wide_mlps_in_bands_at_inference(module, monkeypatch):
     # With autograd on, no bands (the backward needs the whole maps anyway) and none of the
     # inference rewrites: bit for bit the plain modules on the whole map.
     from mmhybrid.models.layers import fusion
+    from mmhybrid.models.layers import linear as linear_layers
     monkeypatch.setattr(fusion, 'ENABLED', False)
+    monkeypatch.setattr(linear_layers, 'ENABLED', False)  # F.linear, as with autograd on
     with torch.no_grad():
         plain_whole = mlp._forward(x)
     torch.testing.assert_close(mlp(x), plain_whole, rtol=0, atol=0)

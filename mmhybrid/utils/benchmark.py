@@ -173,19 +173,33 @@ def step_flops(model: torch.nn.Module, x: torch.Tensor, mode: str) -> int:
 def matmul_roof(device: str, dtype: str, size: int = 4096, warmup: int = 2,
                 repeat: int = 5) -> Dict[str, Any]:
     """GFLOP/s of a ``size x size`` matrix product (2 FLOPs per multiply-add), the median of
-    ``repeat`` after ``warmup``: what this machine reaches on the easiest dense work."""
+    ``repeat`` after ``warmup``: what this machine reaches on the easiest dense work.
+
+    On the CPU in fp32 two libraries can run the product: ``torch.mm`` calls the BLAS (MKL,
+    which runs its AVX2 code on AMD processors) and oneDNN's inner product (what
+    ``layers.Linear`` runs at inference) picks its kernels by instruction set. Both are timed
+    (``kernels``: GFLOP/s of each) and the roof is the faster."""
     torch_dtype = torch.bfloat16 if dtype == 'bf16' else torch.float32
     a, b = (torch.randn(size, size, device=device, dtype=torch_dtype) for _ in range(2))
-    times = []
-    for i in range(warmup + repeat):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return dict(device=device, dtype=dtype, size=size, repeat=repeat, median_s=median,
-                gflops_per_s=2 * size**3 / median / 1e9)
+    products = {'torch.mm': lambda: torch.mm(a, b)}
+    if (device == 'cpu' and torch_dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, '_linear_pointwise')):
+        products['onednn'] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, 'none', [],
+                                                                        '')
+    kernels = {}
+    for name, product in products.items():
+        times = []
+        for i in range(warmup + repeat):
+            start = time.perf_counter()
+            product()
+            sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        kernels[name] = 2 * size**3 / statistics.median(times) / 1e9
+    best = max(kernels, key=kernels.get)
+    return dict(device=device, dtype=dtype, size=size, repeat=repeat,
+                median_s=2 * size**3 / kernels[best] / 1e9, gflops_per_s=kernels[best],
+                kernel=best, kernels=kernels)
 
 
 def _cuda_sdpa_backends() -> Dict[str, bool]:
@@ -234,6 +248,13 @@ def roof_of(roofs: List[Dict[str, Any]], device: str, dtype: str) -> Optional[fl
     return statistics.mean(values) if values else None
 
 
+def _kernels_note(roof: Dict[str, Any]) -> str:
+    kernels = roof.get('kernels') or {}
+    if len(kernels) < 2:
+        return ''
+    return ' (' + ', '.join(f'{name} {value:.0f}' for name, value in kernels.items()) + ')'
+
+
 def to_markdown(results: List[Dict[str, Any]], command: str,
                 roofs: Sequence[Dict[str, Any]] = ()) -> str:
     """The report: the matmul roof, one table row per measurement (with its GFLOP/s and share
@@ -270,11 +291,11 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
     head = f'Command: `{command}`\n\nMachine: {machine()}\n\n'
     if roofs:
         first = roofs[0]
-        head += (f"Matmul roof, same run (a {first['size']}x{first['size']} `torch.mm`, 2 FLOP per "
-                 f"multiply-add, median of {first['repeat']}; measured before and after the "
-                 "models): "
+        head += (f"Matmul roof, same run (a {first['size']}x{first['size']} product, 2 FLOP per "
+                 f"multiply-add, median of {first['repeat']}, the faster of `torch.mm` and, on "
+                 "the CPU in fp32, oneDNN's; measured before and after the models): "
                  + '; '.join(f"{r['device']} {r['dtype']} {r['when']}: "
-                             f"{r['gflops_per_s']:.0f} GFLOP/s" for r in roofs)
+                             f"{r['gflops_per_s']:.0f} GFLOP/s{_kernels_note(r)}" for r in roofs)
                  + '. "GFLOP/s" counts the convolutions, linear layers, matrix products and '
                  'attention (a forward+backward step as three forwards); "% of roof" divides it '
                  'by the mean roof of its dtype.\n\n')

@@ -21,7 +21,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (LayerNorm2d, Stage, add_residual, eager_inference, gelu_then_norm,
+from ..layers import (LayerNorm2d, Linear, Stage, add_residual, eager_inference, gelu_then_norm,
                       grouped_attention, init_official_weights_, map_row_bands, maybe_checkpoint,
                       merge_heads, pad_to_multiple, pointwise_conv, pointwise_linear,
                       resize_position_bias, rows_per_band, split_heads)
@@ -126,10 +126,10 @@ class LightweightMHSA(nn.Module):
         self.num_heads = num_heads
         self.scale = (dim // num_heads)**-0.5
         self.sr_ratio = sr_ratio
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.k = nn.Linear(dim, dim, bias=qkv_bias)
-        self.v = nn.Linear(dim, dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.q = Linear(dim, dim, bias=qkv_bias)
+        self.k = Linear(dim, dim, bias=qkv_bias)
+        self.v = Linear(dim, dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio, groups=dim)
             self.sr_norm = build_norm_layer(norm_cfg, dim)[1]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (AxisLayout, LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
+from ..layers import (AxisLayout, LayerNorm2d, Linear, Mlp, Stage, TokenAttention, apply_in_groups,
                       ceil_div, crop_to, eager_inference, group_shape, init_official_weights_,
                       pad_to_multiple, padding_map, partition_groups, same_size, window_layout)
 from ..layers.windows import layout_unit, resolve_layout
@@ -122,10 +122,10 @@ class DynamicPositionBias(nn.Module):
 
     def __init__(self, num_heads: int, pos_dim: int) -> None:
         super().__init__()
-        self.pos_proj = nn.Linear(2, pos_dim)
-        self.pos1 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), nn.Linear(pos_dim, pos_dim))
-        self.pos2 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), nn.Linear(pos_dim, pos_dim))
-        self.pos3 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), nn.Linear(pos_dim, num_heads))
+        self.pos_proj = Linear(2, pos_dim)
+        self.pos1 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), Linear(pos_dim, pos_dim))
+        self.pos2 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), Linear(pos_dim, pos_dim))
+        self.pos3 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), Linear(pos_dim, num_heads))
 
     def forward(self, group_h: int, group_w: int) -> torch.Tensor:
         """Returns the ``(heads, N, N)`` bias of a ``group_h x group_w`` group (``N = Gh*Gw``)."""

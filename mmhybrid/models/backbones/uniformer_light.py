@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (Mlp, Stage, TokenAttention, grouped_attention, init_official_weights_,
+from ..layers import (Linear, Mlp, Stage, TokenAttention, grouped_attention, init_official_weights_,
                       lowering_for_inductor, maybe_checkpoint, merge_heads, split_heads)
 from .base import NUM_STAGES, HybridBackbone
 from .uniformer import UniFormerConvBlock, UniFormerPatchEmbed
@@ -196,7 +196,7 @@ class UniFormerEvoStage(Stage):
         if in_dim is None:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         else:
-            self.cls_upsample = nn.Linear(in_dim, dim)
+            self.cls_upsample = Linear(in_dim, dim)
 
     def forward(self, x: torch.Tensor,  # type: ignore[override]
                 state: Optional[TokenState] = None) -> Tuple[torch.Tensor, TokenState]:

@@ -9,7 +9,7 @@ One concept per file: ``attention`` (the SDPA core with broadcast bias and paddi
 as matrix products), ``act_norm`` (GELU then BatchNorm storing one map in training), ``fusion``
 (inference-only folds of BatchNorms and residuals into convs, conv and GELU in one call, GELU and
 BatchNorm in place on fresh maps), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW maps,
-output norms), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on large maps
+output norms), ``linear`` (``Linear``: oneDNN's product at CPU inference), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on large maps
 in bands of rows; ``eager_inference``, when such eager-only paths run;
 ``lowering_for_inductor``, when forms that inductor can lower with dynamic sizes replace them).
 """
@@ -18,13 +18,14 @@ from .attention import (PADDING_MASK_VALUE, TokenAttention, grouped_attention, m
                         padding_bias, split_heads)
 from .attention_grad import RecomputedBiasAttention, recomputed_bias_attention
 from .checkpoint import maybe_checkpoint
-from .chunking import (eager_inference, lowering_for_inductor, map_row_bands, rows_per_band,
-                       untraced_eager)
+from .chunking import (eager_inference, is_channels_last, lowering_for_inductor, map_row_bands,
+                       rows_per_band, untraced_eager)
 from .init import init_official_weights_
+from .linear import Linear
 from .mlp import Mlp
 from .norm import LayerNorm2d, build_out_norm
 from .padding import ceil_div, crop_to, pad_to_multiple, padding_map, same_size
-from .pointwise import is_channels_last, pointwise_conv, pointwise_linear
+from .pointwise import pointwise_conv, pointwise_linear
 from .position_bias import RowBandBias, cubic_resize_matrix, resize_position_bias
 from .residual import add_residual
 from .stage import Stage
@@ -32,7 +33,7 @@ from .windows import (AxisLayout, apply_in_groups, group_shape, merge_groups, pa
                       window_layout)
 
 __all__ = [
-    'AxisLayout', 'GeluBatchNorm', 'LayerNorm2d', 'Mlp', 'PADDING_MASK_VALUE',
+    'AxisLayout', 'GeluBatchNorm', 'LayerNorm2d', 'Linear', 'Mlp', 'PADDING_MASK_VALUE',
     'RecomputedBiasAttention', 'RowBandBias', 'Stage', 'TokenAttention', 'add_residual', 'apply_in_groups',
     'build_out_norm', 'ceil_div', 'crop_to', 'cubic_resize_matrix', 'eager_inference',
     'gelu_then_norm',

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention_grad import recomputed_bias_attention, use_recomputed_bias_attention
+from .linear import Linear
 
 # The official codes mask padded keys by adding -1e6 (not -inf): a group made only of padding
 # then still has a finite softmax (its outputs are discarded with the padding).
@@ -155,8 +156,8 @@ class TokenAttention(nn.Module):
         if num_heads <= 0 or dim % num_heads:
             raise ValueError(f'attention channels {dim} are not divisible by {num_heads} heads')
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
 
     def forward(self,
                 x: torch.Tensor,

@@ -1,11 +1,16 @@
-"""Inference on large maps in bands of rows, to bound the size of hidden activations, and the
-test of when such eager-only inference paths may run."""
+"""Inference on large maps in bands of rows, to bound the size of hidden activations, the
+test of when such eager-only inference paths may run, and the test of a map's layout."""
 from typing import Callable
 
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from .pointwise import is_channels_last
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a 4-D map laid out channels-last (and not also contiguous NCHW, as a
+    map with one channel or one position is)."""
+    return (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous())
+
 
 # A band's hidden maps stay near this size (bytes).
 DEFAULT_BAND_BYTES = 8 * 2**20

@@ -6,6 +6,7 @@ import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
 from .fusion import fusion_enabled, gelu_
+from .linear import Linear
 
 
 class Mlp(nn.Module):
@@ -22,9 +23,9 @@ class Mlp(nn.Module):
                  hidden_dim: int,
                  act_cfg: Dict[str, Any]) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc1 = Linear(dim, hidden_dim)
         self.act = build_activation_layer(act_cfg)
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc2 = Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.fc1(x)

@@ -5,20 +5,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def is_channels_last(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a 4-D map laid out channels-last (and not also contiguous NCHW, as a
-    map with one channel or one position is)."""
-    return (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous())
+from .chunking import is_channels_last
+from .linear import linear
 
 
 def pointwise_linear(x: torch.Tensor, weight: torch.Tensor,
                      bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """A 1x1 convolution with an ``(out, in)`` weight on an NCHW map: ``F.linear`` over the
-    channels on a channels-last map (channels-last result), ``F.conv2d`` otherwise."""
+    """A 1x1 convolution with an ``(out, in)`` weight on an NCHW map: a linear layer over the
+    channels on a channels-last map (:func:`.linear.linear`; channels-last result),
+    ``F.conv2d`` otherwise."""
     if is_channels_last(x):
-        return F.linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
+        return linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
     return F.conv2d(x, weight[:, :, None, None], bias)
 
 

@@ -1,0 +1,119 @@
+"""layers.Linear: oneDNN's product at eager CPU inference, ``F.linear`` everywhere else."""
+import pytest
+import torch
+import torch.nn as nn
+from torch.profiler import profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmhybrid.models.layers import Linear, pointwise_linear
+from mmhybrid.models.layers import linear as linear_layers
+
+ONEDNN = linear_layers._ONEDNN_LINEAR
+ONEDNN_OP = 'mkldnn::_linear_pointwise'
+needs_onednn = pytest.mark.skipif(not ONEDNN, reason='this torch build has no oneDNN linear')
+
+
+def ops_run(fn):
+    """The result of ``fn()`` and the names of the ops it ran."""
+    with profile() as prof:
+        out = fn()
+    return out, {event.name for event in prof.events()}
+
+
+def reference_pair(bias=True):
+    torch.manual_seed(0)
+    layer = Linear(48, 80, bias=bias)
+    plain = nn.Linear(48, 80, bias=bias)
+    plain.load_state_dict(layer.state_dict())
+    return layer, plain
+
+
+@needs_onednn
+@pytest.mark.parametrize('bias', [True, False])
+@pytest.mark.parametrize('shape', [(300, 48), (2, 7, 9, 48), (0, 48)])
+def test_inference_runs_onednn_and_equals_f_linear(bias, shape):
+    layer, plain = reference_pair(bias)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        out, ops = ops_run(lambda: layer(x))
+        expected = plain(x)
+    assert ONEDNN_OP in ops
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_strided_inputs_and_weights():
+    # Token views of NCHW and channels-last maps, a transposed weight (pointwise_linear's).
+    torch.manual_seed(0)
+    weight, bias = torch.randn(24, 16), torch.randn(24)
+    tokens = torch.randn(2, 16, 35).transpose(1, 2)
+    nhwc = torch.randn(2, 16, 5, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out, ops = ops_run(lambda: linear_layers.linear(tokens, weight.t().contiguous().t(),
+                                                        bias))
+        assert ONEDNN_OP in ops
+        torch.testing.assert_close(out, nn.functional.linear(tokens, weight, bias))
+        out = pointwise_linear(nhwc, weight, bias)
+        expected = nn.functional.conv2d(nhwc, weight[:, :, None, None], bias)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_training_keeps_f_linear_and_its_gradients():
+    layer, plain = reference_pair()
+    x = torch.randn(5, 3, 48, requires_grad=True)
+    x_plain = x.detach().clone().requires_grad_()
+    out, ops = ops_run(lambda: layer(x))
+    assert ONEDNN_OP not in ops
+    out.square().sum().backward()
+    plain(x_plain).square().sum().backward()
+    torch.testing.assert_close(x.grad, x_plain.grad)
+    torch.testing.assert_close(layer.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(layer.bias.grad, plain.bias.grad)
+
+
+@pytest.mark.parametrize('case', ['float64', 'autocast', 'mkldnn_off', 'switch_off',
+                                  'dispatch_mode'])
+def test_everything_else_keeps_f_linear(case, monkeypatch):
+    layer, plain = reference_pair()
+    x = torch.randn(6, 48)
+    if case == 'float64':
+        layer.double(), plain.double()
+        x = x.double()
+    if case == 'switch_off':
+        monkeypatch.setattr(linear_layers, 'ENABLED', False)
+
+    def run(module):
+        with torch.no_grad():
+            if case == 'autocast':
+                with torch.autocast('cpu', dtype=torch.bfloat16):
+                    return module(x)
+            if case == 'mkldnn_off':
+                torch.backends.mkldnn.enabled = False
+                try:
+                    return module(x)
+                finally:
+                    torch.backends.mkldnn.enabled = True
+            if case == 'dispatch_mode':  # e.g. the FLOP counter: it sees aten's linear
+                with FlopCounterMode(display=False) as counter:
+                    out = module(x)
+                assert counter.get_total_flops() == 2 * 6 * 48 * 80
+                return out
+            return module(x)
+
+    out, ops = ops_run(lambda: run(layer))
+    assert ONEDNN_OP not in ops
+    expected = run(plain)
+    assert out.dtype == expected.dtype
+    torch.testing.assert_close(out, expected)
+
+
+def test_is_an_nn_linear_with_its_keys_and_hooks():
+    layer, _ = reference_pair()
+    assert isinstance(layer, nn.Linear)
+    assert list(layer.state_dict()) == ['weight', 'bias']
+    seen = []
+    layer.register_forward_hook(lambda mod, args, out: seen.append(out.shape))
+    with torch.no_grad():
+        layer(torch.randn(3, 48))
+    assert seen == [torch.Size([3, 80])]
