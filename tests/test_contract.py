@@ -347,6 +347,19 @@ def test_onednn_linears_equal_f_linear(family, monkeypatch):
     assert not any(type(m) is torch.nn.Linear for m in model.modules())
     for a, b in zip(plain, onednn):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    # Training: the products' gradients too (OneDNNLinear's backward).
+    model.train()
+    grads = []
+    for enabled in (False, True):
+        monkeypatch.setattr(linear_layers, 'ENABLED', enabled)
+        model.zero_grad()
+        torch.manual_seed(1)  # the same drop-path draws
+        loss_of(model(x)).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
+                      if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize('family, suffix', [('CrossFormer', 'mlp.fc1'), ('UniFormer', 'mlp.fc1'),

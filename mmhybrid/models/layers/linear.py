@@ -1,47 +1,107 @@
-"""Linear layers whose CPU inference runs oneDNN's matrix product.
+"""Linear layers whose CPU products run in oneDNN.
 
 PyTorch's CPU ``F.linear`` calls the BLAS it was built with, MKL for the official wheels. MKL
 chooses its kernels by CPU vendor: on an AMD processor it runs its AVX2 code even where the
 CPU has AVX-512. oneDNN (PyTorch's convolution library, also in every official CPU build)
-chooses by instruction set, and there runs the same float32 product about twice as fast
-(docs/benchmarks.md, session 14: 330-376 against 145-184 GFLOP/s on the backbones' shapes and a
-4096² product, 2 threads of an AVX-512 AMD EPYC); on Intel CPUs the two were on par (session
-12). So at eager CPU inference (:func:`.chunking.eager_inference`) :func:`linear` calls
-oneDNN's inner product; training (oneDNN's op has no backward), traced graphs (compile,
-export: they keep ``F.linear``), other devices and dtypes, autocast and
+chooses by instruction set and there runs the same float32 products about twice as fast
+(docs/benchmarks.md, session 14: 330-385 against 145-184 GFLOP/s on the backbones' shapes and a
+4096² product, 2 threads of an AVX-512 AMD EPYC); on an Intel CPU the two were on par (session
+12). So in eager mode on the CPU, :func:`linear` runs oneDNN's inner product: at inference the
+product alone, in training :class:`OneDNNLinear` (the forward and both backward products in
+oneDNN). Traced graphs (compile, export: they keep ``F.linear``), Python dispatch modes (the
+FLOP counter), torch.func transforms, other devices and dtypes, autocast and
 ``torch.backends.mkldnn.enabled = False`` keep ``F.linear``. Results equal ``F.linear``'s up to
 float rounding (the two sum in blocks of their own).
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .chunking import eager_inference
+from .chunking import untraced_eager
 
 # Switch for tests and A/B measurements: False keeps ``F.linear`` everywhere.
 ENABLED = True
+# The weight gradient's operands are copied in chunks of about this many bytes.
+GRAD_WEIGHT_CHUNK_BYTES = 4 * 2**20
 
 _ONEDNN_LINEAR = (torch.backends.mkldnn.is_available()
                   and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
 
 
+def _inner_product(x: torch.Tensor, weight: torch.Tensor,
+                   bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    # x @ weight^T + bias over the last dimension of x, in oneDNN (strided operands accepted).
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+
+
 def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :func:`linear` runs oneDNN's product for ``x`` and ``weight``."""
+    """Whether :func:`linear` runs oneDNN's products for ``x`` and ``weight``."""
     return (ENABLED and _ONEDNN_LINEAR and torch.backends.mkldnn.enabled
             and x.device.type == 'cpu' and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and x.dim() >= 2
-            and not torch.is_autocast_enabled('cpu') and eager_inference())
+            and weight.dtype == torch.float32 and x.dim() >= 2 and x.numel() > 0
+            and not torch.is_autocast_enabled('cpu') and untraced_eager()
+            and not torch._C._are_functorch_transforms_active())
+
+
+def _weight_gradient(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``grad^T @ x`` for ``(rows, out)`` and ``(rows, in)``, summed over chunks of rows: oneDNN
+    copies each transposed operand before its product, so that whole ones would add both maps
+    to the training peak; chunks keep that copy near ``GRAD_WEIGHT_CHUNK_BYTES``."""
+    rows = max(1, GRAD_WEIGHT_CHUNK_BYTES // (x.element_size() * (grad.shape[1] + x.shape[1])))
+    total = None
+    for top in range(0, grad.shape[0], rows):
+        part = _inner_product(grad[top:top + rows].t(), x[top:top + rows].t())
+        total = part if total is None else total.add_(part)
+    return total
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """``F.linear`` with its forward and backward products in oneDNN; the tensors it saves are
+    those of ``F.linear`` (the input and the weight). A backward that builds a graph
+    (``create_graph=True``) runs as differentiable ops instead."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
+                bias: Optional[torch.Tensor]) -> torch.Tensor:
+        # x: (rows, in); the result is a fresh (rows, out) tensor, not a view, so that callers
+        # may add to it in place.
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _inner_product(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        x, weight = ctx.saved_tensors
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        grad_x = grad_weight = grad_bias = None
+        if torch.is_grad_enabled():  # double backward: ops autograd can differentiate again
+            if need_x:
+                grad_x = grad.mm(weight)
+            if need_weight:
+                grad_weight = grad.t().mm(x)
+        else:
+            if need_x:  # grad @ weight, i.e. a linear layer with weight^T
+                grad_x = _inner_product(grad, weight.t())
+            if need_weight:
+                grad_weight = _weight_gradient(grad, x)
+        if ctx.has_bias and need_bias:
+            grad_bias = grad.sum(0)
+        return grad_x, grad_weight, grad_bias
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor,
            bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``; oneDNN's product at eager CPU float32 inference (see the
+    """``F.linear(x, weight, bias)`` with oneDNN's products in eager CPU float32 (see the
     module docstring)."""
-    if onednn_linear_applies(x, weight):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
-    return F.linear(x, weight, bias)
+    if not onednn_linear_applies(x, weight):
+        return F.linear(x, weight, bias)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        out = OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+    return _inner_product(x, weight, bias)
 
 
 class Linear(nn.Linear):
