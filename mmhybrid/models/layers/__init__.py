@@ -9,8 +9,9 @@ One concept per file: ``attention`` (the SDPA core with broadcast bias and paddi
 as matrix products), ``act_norm`` (GELU then BatchNorm storing one map in training), ``fusion``
 (inference-only folds of BatchNorms and residuals into convs, conv and GELU in one call, GELU and
 BatchNorm in place on fresh maps), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW maps,
-output norms), ``linear`` (``Linear``: oneDNN's product at CPU inference), ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on large maps
-in bands of rows; ``eager_inference``, when such eager-only paths run;
+output norms), ``linear`` (``Linear``: linear layers on oneDNN's products on the CPU),
+``checkpoint`` (activation checkpointing) and ``chunking`` (inference on large maps in bands of
+rows, the layout test ``is_channels_last``; ``eager_inference``, when such eager-only paths run;
 ``lowering_for_inductor``, when forms that inductor can lower with dynamic sizes replace them).
 """
 from .act_norm import GeluBatchNorm, gelu_then_norm

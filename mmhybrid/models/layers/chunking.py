@@ -5,6 +5,7 @@ from typing import Callable
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+
 def is_channels_last(x: torch.Tensor) -> bool:
     """Whether ``x`` is a 4-D map laid out channels-last (and not also contiguous NCHW, as a
     map with one channel or one position is)."""

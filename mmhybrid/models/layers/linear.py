@@ -5,8 +5,8 @@ chooses its kernels by CPU vendor: on an AMD processor it runs its AVX2 code eve
 CPU has AVX-512. oneDNN (PyTorch's convolution library, also in every official CPU build)
 chooses by instruction set and there runs the same float32 products about twice as fast
 (docs/benchmarks.md, session 14: 330-385 against 145-184 GFLOP/s on the backbones' shapes and a
-4096² product, 2 threads of an AVX-512 AMD EPYC); on an Intel CPU the two were on par (session
-12). So in eager mode on the CPU, :func:`linear` runs oneDNN's inner product: at inference the
+4096² product, 2 threads of an AVX-512 AMD EPYC); on session 12's machine the two were on
+par. So in eager mode on the CPU, :func:`linear` runs oneDNN's inner product: at inference the
 product alone, in training :class:`OneDNNLinear` (the forward and both backward products in
 oneDNN). Traced graphs (compile, export: they keep ``F.linear``), Python dispatch modes (the
 FLOP counter), torch.func transforms, other devices and dtypes, autocast and

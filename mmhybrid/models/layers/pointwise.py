@@ -20,13 +20,12 @@ def pointwise_linear(x: torch.Tensor, weight: torch.Tensor,
 
 
 def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a plain 1x1 convolution, as ``F.linear`` over the channels when ``x`` is
-    channels-last.
+    """``conv(x)`` for a plain 1x1 convolution, as a linear layer over the channels when ``x``
+    is channels-last.
 
-    On a channels-last map a 1x1 convolution is a ``(H*W, C_in) @ (C_in, C_out)`` product; as
-    ``F.linear`` on the ``(B, H, W, C)`` view it skips oneDNN's per-call weight reorder. The
-    result is the same map (up to rounding), channels-last. Any other conv or layout calls
-    ``conv`` itself.
+    On a channels-last map a 1x1 convolution is a ``(H*W, C_in) @ (C_in, C_out)`` product, run
+    by :func:`.linear.linear` on the ``(B, H, W, C)`` view. The result is the same map (up to
+    rounding), channels-last. Any other conv or layout calls ``conv`` itself.
     """
     if (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
             and conv.dilation == (1, 1) and conv.groups == 1 and is_channels_last(x)):
