@@ -28,6 +28,8 @@ GRAD_WEIGHT_CHUNK_BYTES = 4 * 2**20
 
 _ONEDNN_LINEAR = (torch.backends.mkldnn.is_available()
                   and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+# torch.func transforms (grad, vmap) reject autograd functions not written for them: F.linear.
+_functorch_active = getattr(torch._C, '_are_functorch_transforms_active', lambda: False)
 
 
 def _inner_product(x: torch.Tensor, weight: torch.Tensor,
@@ -42,7 +44,7 @@ def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32 and x.dim() >= 2 and x.numel() > 0
             and not torch.is_autocast_enabled('cpu') and untraced_eager()
-            and not torch._C._are_functorch_transforms_active())
+            and not _functorch_active())
 
 
 def _weight_gradient(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
