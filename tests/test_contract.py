@@ -328,8 +328,8 @@ def test_inference_rewrites_equal_the_plain_modules(family, channels_last, monke
 
 
 def test_onednn_linears_equal_f_linear(family, monkeypatch):
-    # layers.Linear's oneDNN product at inference against F.linear; families without linear
-    # layers (their 1x1 convs already run in oneDNN) must not change at all.
+    # layers.Linear's oneDNN products against F.linear, at inference and in training; families
+    # without linear layers (their 1x1 convs already run in oneDNN) must not change at all.
     from mmhybrid.models.layers import Linear
     from mmhybrid.models.layers import linear as linear_layers
     torch.manual_seed(0)
@@ -343,7 +343,7 @@ def test_onednn_linears_equal_f_linear(family, monkeypatch):
             onednn = model(x)
     ran = 'mkldnn::_linear_pointwise' in {event.name for event in prof.events()}
     has_linears = any(isinstance(m, Linear) for m in model.modules())
-    assert ran == (has_linears and linear_layers._ONEDNN_LINEAR)
+    assert ran == (has_linears and linear_layers.ONEDNN_LINEAR)
     assert not any(type(m) is torch.nn.Linear for m in model.modules())
     for a, b in zip(plain, onednn):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)

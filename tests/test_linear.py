@@ -1,4 +1,5 @@
-"""layers.Linear: oneDNN's product at eager CPU inference, ``F.linear`` everywhere else."""
+"""layers.Linear: oneDNN's products in eager CPU inference and training, ``F.linear`` everywhere
+else."""
 import pytest
 import torch
 import torch.nn as nn
@@ -8,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mmhybrid.models.layers import Linear, pointwise_linear
 from mmhybrid.models.layers import linear as linear_layers
 
-ONEDNN = linear_layers._ONEDNN_LINEAR
+ONEDNN = linear_layers.ONEDNN_LINEAR
 ONEDNN_OP = 'mkldnn::_linear_pointwise'
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason='this torch build has no oneDNN linear')
 

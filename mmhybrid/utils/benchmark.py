@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import atomic_write_bytes
+from ..models.layers import linear as linear_layers
 from .build import build_backbone, resolve_specs
 from .complexity import count_macs
 
@@ -177,16 +178,14 @@ def matmul_roof(device: str, dtype: str, size: int = 4096, warmup: int = 2,
 
     On the CPU in fp32 two libraries can run the product: ``torch.mm`` calls the BLAS (MKL,
     which runs its AVX2 code on AMD processors) and oneDNN's inner product (what
-    ``layers.Linear`` runs at inference) picks its kernels by instruction set. Both are timed
+    ``layers.Linear`` runs in eager mode) picks its kernels by instruction set. Both are timed
     (``kernels``: GFLOP/s of each) and the roof is the faster."""
     torch_dtype = torch.bfloat16 if dtype == 'bf16' else torch.float32
     a, b = (torch.randn(size, size, device=device, dtype=torch_dtype) for _ in range(2))
     products = {'torch.mm': lambda: torch.mm(a, b)}
-    if (device == 'cpu' and torch_dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, '_linear_pointwise')):
-        products['onednn'] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, 'none', [],
-                                                                        '')
-    kernels = {}
+    if device == 'cpu' and torch_dtype == torch.float32 and linear_layers.ONEDNN_LINEAR:
+        products['onednn'] = lambda: linear_layers.inner_product(a, b)
+    medians = {}
     for name, product in products.items():
         times = []
         for i in range(warmup + repeat):
@@ -195,11 +194,11 @@ def matmul_roof(device: str, dtype: str, size: int = 4096, warmup: int = 2,
             sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
-        kernels[name] = 2 * size**3 / statistics.median(times) / 1e9
-    best = max(kernels, key=kernels.get)
-    return dict(device=device, dtype=dtype, size=size, repeat=repeat,
-                median_s=2 * size**3 / kernels[best] / 1e9, gflops_per_s=kernels[best],
-                kernel=best, kernels=kernels)
+        medians[name] = statistics.median(times)
+    kernels = {name: 2 * size**3 / median / 1e9 for name, median in medians.items()}
+    best = min(medians, key=medians.get)
+    return dict(device=device, dtype=dtype, size=size, repeat=repeat, median_s=medians[best],
+                gflops_per_s=kernels[best], kernel=best, kernels=kernels)
 
 
 def _cuda_sdpa_backends() -> Dict[str, bool]:

@@ -26,21 +26,23 @@ ENABLED = True
 # The weight gradient's operands are copied in chunks of about this many bytes.
 GRAD_WEIGHT_CHUNK_BYTES = 4 * 2**20
 
-_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available()
-                  and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+# Whether this torch build has oneDNN's inner product (every official CPU build does).
+ONEDNN_LINEAR = (torch.backends.mkldnn.is_available()
+                 and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
 # torch.func transforms (grad, vmap) reject autograd functions not written for them: F.linear.
 _functorch_active = getattr(torch._C, '_are_functorch_transforms_active', lambda: False)
 
 
-def _inner_product(x: torch.Tensor, weight: torch.Tensor,
-                   bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    # x @ weight^T + bias over the last dimension of x, in oneDNN (strided operands accepted).
+def inner_product(x: torch.Tensor, weight: torch.Tensor,
+                  bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x @ weight^T + bias`` over the last dimension of ``x`` in oneDNN, with no autograd
+    (strided operands accepted; needs :data:`ONEDNN_LINEAR`)."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
 
 
 def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`linear` runs oneDNN's products for ``x`` and ``weight``."""
-    return (ENABLED and _ONEDNN_LINEAR and torch.backends.mkldnn.enabled
+    return (ENABLED and ONEDNN_LINEAR and torch.backends.mkldnn.enabled
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32 and x.dim() >= 2 and x.numel() > 0
             and not torch.is_autocast_enabled('cpu') and untraced_eager()
@@ -54,7 +56,7 @@ def _weight_gradient(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     rows = max(1, GRAD_WEIGHT_CHUNK_BYTES // (x.element_size() * (grad.shape[1] + x.shape[1])))
     total = None
     for top in range(0, grad.shape[0], rows):
-        part = _inner_product(grad[top:top + rows].t(), x[top:top + rows].t())
+        part = inner_product(grad[top:top + rows].t(), x[top:top + rows].t())
         total = part if total is None else total.add_(part)
     return total
 
@@ -71,7 +73,7 @@ class OneDNNLinear(torch.autograd.Function):
         # may add to it in place.
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return _inner_product(x, weight, bias)
+        return inner_product(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
@@ -85,7 +87,7 @@ class OneDNNLinear(torch.autograd.Function):
                 grad_weight = grad.t().mm(x)
         else:
             if need_x:  # grad @ weight, i.e. a linear layer with weight^T
-                grad_x = _inner_product(grad, weight.t())
+                grad_x = inner_product(grad, weight.t())
             if need_weight:
                 grad_weight = _weight_gradient(grad, x)
         if ctx.has_bias and need_bias:
@@ -103,7 +105,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor,
                                     or (bias is not None and bias.requires_grad)):
         out = OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
         return out.reshape(*x.shape[:-1], out.shape[-1])
-    return _inner_product(x, weight, bias)
+    return inner_product(x, weight, bias)
 
 
 class Linear(nn.Linear):
