@@ -14,6 +14,12 @@ ONEDNN_OP = 'mkldnn::_linear_pointwise'
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason='this torch build has no oneDNN linear')
 
 
+@pytest.fixture(autouse=True)
+def onednn_products(monkeypatch):
+    """The oneDNN path switched on whatever this CPU's default (onednn_linear_default)."""
+    monkeypatch.setattr(linear_layers, 'ENABLED', True)
+
+
 def ops_run(fn):
     """The result of ``fn()`` and the names of the ops it ran."""
     with profile() as prof:
@@ -176,3 +182,48 @@ def test_weight_gradient_in_chunks_of_rows(monkeypatch):
     layer(x).square().sum().backward()
     plain(x).square().sum().backward()
     torch.testing.assert_close(layer.weight.grad, plain.weight.grad, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('setting, vendor, capability, expected', [
+    (None, 'AuthenticAMD', 'AVX512', True),  # MKL runs its AVX2 code there
+    (None, 'AuthenticAMD', 'AVX2', False),
+    (None, 'GenuineIntel', 'AVX512', False),  # MKL chooses AVX-512 itself
+    (None, '', 'AVX512', False),  # no /proc/cpuinfo: nothing known
+    (None, 'AuthenticAMD', 'DEFAULT', False),
+    ('1', 'GenuineIntel', 'AVX2', True),
+    ('0', 'AuthenticAMD', 'AVX512', False),
+    (' 1 ', '', 'DEFAULT', True),
+])
+def test_the_default_follows_the_environment_then_the_cpu(setting, vendor, capability,
+                                                          expected):
+    environ = {} if setting is None else {linear_layers.ENV_SWITCH: setting}
+    assert linear_layers.onednn_linear_default(environ, vendor, capability) is expected
+
+
+@pytest.mark.parametrize('setting', ['yes', '2', 'true'])
+def test_a_bad_switch_value_is_an_error_that_names_it(setting):
+    with pytest.raises(ValueError, match=f'MMHYBRID_ONEDNN_LINEAR.*{setting}'):
+        linear_layers.onednn_linear_default({linear_layers.ENV_SWITCH: setting}, 'x', 'AVX512')
+
+
+def test_the_switch_is_read_at_import():
+    # A fresh interpreter: the module's ENABLED is the default for that environment.
+    import os
+    import subprocess
+    import sys
+    code = ('from mmhybrid.models.layers import linear as L; '
+            'print(L.ENABLED, L.onednn_linear_default())')
+    for setting in ('0', '1'):
+        env = dict(os.environ, **{linear_layers.ENV_SWITCH: setting})
+        out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+        assert out == [str(setting == '1')] * 2
+
+
+def test_cpu_vendor_reads_cpuinfo(tmp_path):
+    info = tmp_path / 'cpuinfo'
+    info.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n')
+    assert linear_layers.cpu_vendor(str(info)) == 'AuthenticAMD'
+    info.write_text('processor\t: 0\nCPU implementer\t: 0x41\n')  # an ARM cpuinfo
+    assert linear_layers.cpu_vendor(str(info)) == ''
+    assert linear_layers.cpu_vendor(str(tmp_path / 'missing')) == ''

@@ -236,6 +236,11 @@ def run_worker(job: Dict[str, Any],
 def machine() -> str:
     info = f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, ' \
            f'torch {torch.__version__}, {torch.get_num_threads()} threads'
+    vendor = linear_layers.cpu_vendor()
+    if vendor:
+        info += f', {vendor}'
+    info += (', linear layers on oneDNN' if linear_layers.ENABLED and linear_layers.ONEDNN_LINEAR
+             else ', linear layers on F.linear')
     if torch.cuda.is_available():
         info += f', {torch.cuda.get_device_name()}'
     return info

@@ -12,8 +12,20 @@ oneDNN). Traced graphs (compile, export: they keep ``F.linear``), Python dispatc
 FLOP counter), torch.func transforms, other devices and dtypes, autocast and
 ``torch.backends.mkldnn.enabled = False`` keep ``F.linear``. Results equal ``F.linear``'s up to
 float rounding (the two sum in blocks of their own).
+
+The products are not free in memory: oneDNN compiles a kernel (a "primitive") for every distinct
+product shape and keeps it, in its own primitive cache and in ideep's (1024 entries each by
+default), about 0.45 MB per shape here (docs/benchmarks.md, session 15). The number of rows
+changes with the input size, so a process that sees many sizes grows (CrossFormer-S at detection
+sizes: about 8 MB per new size, up to some hundreds of MB when both caches are full), where MKL
+keeps no state per shape. So the oneDNN products are the default only where they are faster:
+on an x86 CPU with AVX-512 not made by Intel (:func:`onednn_linear_default`). The environment
+variable ``MMHYBRID_ONEDNN_LINEAR=1`` or ``0`` (read at import) chooses explicitly;
+``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` and ``LRU_CACHE_CAPACITY`` (read by oneDNN and ideep at their
+first use) bound the caches.
 """
-from typing import Optional, Tuple
+import os
+from typing import Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -21,8 +33,49 @@ import torch.nn.functional as F
 
 from .chunking import untraced_eager
 
-# Switch for tests and A/B measurements: False keeps ``F.linear`` everywhere.
-ENABLED = True
+ENV_SWITCH = 'MMHYBRID_ONEDNN_LINEAR'
+
+
+def cpu_vendor(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """The CPU's vendor as Linux's ``cpuinfo`` names it (``'GenuineIntel'``, ``'AuthenticAMD'``),
+    or ``''`` where there is no such file or line."""
+    try:
+        with open(cpuinfo) as info:
+            for line in info:
+                if line.startswith('vendor_id'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return ''
+
+
+def onednn_linear_default(environ: Mapping[str, str] = os.environ,
+                          vendor: Optional[str] = None,
+                          capability: Optional[str] = None) -> bool:
+    """Whether :func:`linear` runs oneDNN's products unless told otherwise.
+
+    ``MMHYBRID_ONEDNN_LINEAR`` in ``environ`` decides when set (``'1'`` or ``'0'``; anything
+    else is an error). Otherwise: on an x86 CPU with AVX-512 (``capability``, PyTorch's
+    ``torch.backends.cpu.get_cpu_capability()``) whose ``vendor`` is known and not Intel, where
+    MKL runs its AVX2 code while oneDNN uses AVX-512 (twice the speed on an AMD EPYC). MKL
+    chooses its AVX-512 kernels on Intel CPUs (no machine here has been one; session 12's, of
+    an unrecorded vendor, ran the two on par), and nothing was measured elsewhere: there
+    ``F.linear``, which keeps no kernels per shape (module docstring)."""
+    setting = environ.get(ENV_SWITCH, '').strip()
+    if setting:
+        if setting not in ('0', '1'):
+            raise ValueError(f'{ENV_SWITCH} must be 1 (oneDNN products) or 0 (F.linear), '
+                             f'got {setting!r}')
+        return setting == '1'
+    if capability is None:
+        capability = torch.backends.cpu.get_cpu_capability()
+    if vendor is None:
+        vendor = cpu_vendor()
+    return capability.startswith('AVX512') and vendor not in ('', 'GenuineIntel')
+
+
+# The switch (tests and A/B measurements set it): False keeps ``F.linear`` everywhere.
+ENABLED = onednn_linear_default()
 # The weight gradient's operands are copied in chunks of about this many bytes.
 GRAD_WEIGHT_CHUNK_BYTES = 4 * 2**20
 
