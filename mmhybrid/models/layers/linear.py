@@ -58,9 +58,9 @@ def onednn_linear_default(environ: Mapping[str, str] = os.environ,
     else is an error). Otherwise: on an x86 CPU with AVX-512 (``capability``, PyTorch's
     ``torch.backends.cpu.get_cpu_capability()``) whose ``vendor`` is known and not Intel, where
     MKL runs its AVX2 code while oneDNN uses AVX-512 (twice the speed on an AMD EPYC). MKL
-    chooses its AVX-512 kernels on Intel CPUs (no machine here has been one; session 12's, of
-    an unrecorded vendor, ran the two on par), and nothing was measured elsewhere: there
-    ``F.linear``, which keeps no kernels per shape (module docstring)."""
+    chooses its AVX-512 kernels on Intel CPUs (not measured on a known Intel CPU here; session
+    12's machine, vendor unrecorded, ran the two on par), and nothing was measured elsewhere:
+    there ``F.linear``, which keeps no kernels per shape (module docstring)."""
     setting = environ.get(ENV_SWITCH, '').strip()
     if setting:
         if setting not in ('0', '1'):
