@@ -1,5 +1,9 @@
 """layers.Linear: oneDNN's products in eager CPU inference and training, ``F.linear`` everywhere
 else."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -16,7 +20,7 @@ needs_onednn = pytest.mark.skipif(not ONEDNN, reason='this torch build has no on
 
 @pytest.fixture(autouse=True)
 def onednn_products(monkeypatch):
-    """The oneDNN path switched on whatever this CPU's default (onednn_linear_default)."""
+    """The oneDNN path switched on, whatever this CPU's default is (onednn_linear_default)."""
     monkeypatch.setattr(linear_layers, 'ENABLED', True)
 
 
@@ -208,9 +212,6 @@ def test_a_bad_switch_value_is_an_error_that_names_it(setting):
 
 def test_the_switch_is_read_at_import():
     # A fresh interpreter: the module's ENABLED is the default for that environment.
-    import os
-    import subprocess
-    import sys
     code = ('from mmhybrid.models.layers import linear as L; '
             'print(L.ENABLED, L.onednn_linear_default())')
     for setting in ('0', '1'):
