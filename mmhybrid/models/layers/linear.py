@@ -8,8 +8,8 @@ chooses by instruction set and there runs the same float32 products about twice 
 4096² product, 2 threads of an AVX-512 AMD EPYC); on session 12's machine the two were on
 par. So in eager mode on the CPU, where :data:`ENABLED` (the default below), :func:`linear`
 runs oneDNN's inner product: at inference the product alone, in training
-:class:`OneDNNLinear` (the forward and both backward products in oneDNN). Traced graphs (compile, export: they keep ``F.linear``), Python dispatch modes (the
-FLOP counter), torch.func transforms, other devices and dtypes, autocast and
+:class:`OneDNNLinear` (the forward and both backward products in oneDNN). Traced graphs
+(compile, export: they keep ``F.linear``), Python dispatch modes (the FLOP counter), torch.func transforms, other devices and dtypes, autocast and
 ``torch.backends.mkldnn.enabled = False`` keep ``F.linear``. Results equal ``F.linear``'s up to
 float rounding (the two sum in blocks of their own).
 
