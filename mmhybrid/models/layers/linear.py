@@ -1,17 +1,17 @@
 """Linear layers whose CPU products run in oneDNN.
 
 PyTorch's CPU ``F.linear`` calls the BLAS it was built with, MKL for the official wheels. MKL
-chooses its kernels by CPU vendor: on an AMD processor it runs its AVX2 code even where the
-CPU has AVX-512. oneDNN (PyTorch's convolution library, also in every official CPU build)
-chooses by instruction set and there runs the same float32 products about twice as fast
+chooses its kernels by CPU vendor: on an AMD processor it runs its AVX2 code even where the CPU
+has AVX-512. oneDNN (PyTorch's convolution library, also in every official CPU build) chooses by
+instruction set and there runs the same float32 products about twice as fast
 (docs/benchmarks.md, session 14: 330-385 against 145-184 GFLOP/s on the backbones' shapes and a
-4096² product, 2 threads of an AVX-512 AMD EPYC); on session 12's machine the two were on
-par. So in eager mode on the CPU, where :data:`ENABLED` (the default below), :func:`linear`
-runs oneDNN's inner product: at inference the product alone, in training
-:class:`OneDNNLinear` (the forward and both backward products in oneDNN). Traced graphs
-(compile, export: they keep ``F.linear``), Python dispatch modes (the FLOP counter), torch.func transforms, other devices and dtypes, autocast and
-``torch.backends.mkldnn.enabled = False`` keep ``F.linear``. Results equal ``F.linear``'s up to
-float rounding (the two sum in blocks of their own).
+4096² product, 2 threads of an AVX-512 AMD EPYC); on session 12's machine the two were on par.
+So in eager mode on the CPU, where :data:`ENABLED` (the default below), :func:`linear` runs
+oneDNN's inner product: at inference the product alone, in training :class:`OneDNNLinear` (the
+forward and both backward products in oneDNN). Traced graphs (compile, export: they keep
+``F.linear``), Python dispatch modes (the FLOP counter), torch.func transforms, other devices
+and dtypes, autocast and ``torch.backends.mkldnn.enabled = False`` keep ``F.linear``. Results
+equal ``F.linear``'s up to float rounding (the two sum in blocks of their own).
 
 The products are not free in memory: oneDNN compiles a kernel (a "primitive") for every distinct
 product shape and keeps it, in its own primitive cache and in ideep's (1024 entries each by
