@@ -28,8 +28,16 @@ on the next forward. Without it the state depends on what each side's set-up hap
 mmhybrid's (the converter's state dict) raised the threshold, the authors' did not, and at 224
 the authors' code paid 10-20 ms of page faults per forward that mmhybrid's did not
 (docs/benchmarks.md, session 8). ``--allocator fresh`` skips it.
+
+``--deploy`` times mmhybrid's backbone after its ``switch_to_deploy()`` (norms folded once).
+Side ``both`` builds the two models in one process (run it with the authors' interpreter, which
+sees the project's packages too) and alternates their forwards one by one (with ``--deploy``,
+mmhybrid's deployed copy as a third): a machine whose speed drifts between processes, as a
+shared one does, then slows both sides alike. It reports the medians, minimums and their
+ratios, not peaks (one process holds both models).
 """
 import argparse
+import copy
 import importlib.util
 import json
 import resource
@@ -38,11 +46,13 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # mmhybrid from this checkout, whichever interpreter runs it
+    sys.path.insert(0, str(REPO))
 
 # model -> the authors' file, its commit, the mmhybrid backbone and its converter family.
 MODELS = {
@@ -188,6 +198,43 @@ def build_ours(name: str, work: Path) -> torch.nn.Module:
     return model.eval()
 
 
+def build_both(name: str, mirror: Path, work: Path, size) -> Tuple[torch.nn.Module, ...]:
+    """The authors' model and mmhybrid's in one process: the stand-ins the authors' file needs
+    (placeholder ``mmcv`` / ``mmdet`` / ``timm`` modules) are removed again after it is built,
+    so that mmhybrid imports the real packages. On a first run (no saved weights in ``work``)
+    the authors' weights and outputs are saved, as their side does."""
+    roots = ('mmcv', 'mmdet', 'timm')
+    saved = {k: v for k, v in sys.modules.items() if k.split('.')[0] in roots}
+    authors = build_authors(name, mirror, work, size)
+    for key in [k for k in sys.modules if k.split('.')[0] in roots]:
+        del sys.modules[key]
+    sys.modules.update(saved)
+    if not (work / f'{name}.pth').exists():
+        x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            outs = [o.contiguous() for o in authors(x)]
+        torch.save(authors.state_dict(), work / f'{name}.pth')
+        torch.save(outs, work / f'{name}_{size[0]}x{size[1]}_outputs.pth')
+    return authors, build_ours(name, work)
+
+
+def timed_alternating(runs: Dict[str, Callable], x: torch.Tensor, warmup: int,
+                      repeat: int) -> Dict[str, Dict[str, float]]:
+    """Median and minimum forward time of each of ``runs``, their forwards alternating."""
+    times: Dict[str, List[float]] = {key: [] for key in runs}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for run in runs.values():
+                run(x)
+        for _ in range(repeat):
+            for key, run in runs.items():
+                start = time.perf_counter()
+                run(x)
+                times[key].append(time.perf_counter() - start)
+    return {key: dict(median_ms=1e3 * sorted(t)[len(t) // 2], min_ms=1e3 * min(t))
+            for key, t in times.items()}
+
+
 def settle_allocator() -> None:
     """Allocates and frees one 31.5 MB block (just under glibc's 32 MB cap on its dynamic mmap
     threshold; ``torch.empty`` touches no page of it)."""
@@ -217,7 +264,7 @@ def timed(run: Callable, x: torch.Tensor, warmup: int, repeat: int) -> Dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('side', choices=['authors', 'ours'])
+    parser.add_argument('side', choices=['authors', 'ours', 'both'])
     parser.add_argument('model', choices=sorted(MODELS))
     parser.add_argument('--work', type=Path, required=True, help='weights, outputs, results')
     parser.add_argument('--mirror', type=Path, help='git dir of the authors\' repository')
@@ -226,6 +273,8 @@ def main() -> None:
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile with inductor freezing, both sides')
+    parser.add_argument('--deploy', action='store_true',
+                        help='mmhybrid\'s backbone after switch_to_deploy() (norms folded once)')
     parser.add_argument('--allocator', choices=['settled', 'fresh'], default='settled',
                         help='settled: free one 31.5 MB block first (see the module docstring)')
     args = parser.parse_args()
@@ -237,25 +286,43 @@ def main() -> None:
         # The authors' CMT sizes its dense position biases by img_size; mmhybrid's stores them
         # at the pretrain grid and resizes them per input, so other sizes are not the same model.
         parser.error('cmt-s is compared at its pretrain size, 224x224')
-    if args.side == 'authors':
-        if args.mirror is None:
-            parser.error('the authors\' side needs --mirror')
-        model = build_authors(args.model, args.mirror, args.work, size)
-    else:
-        model = build_ours(args.model, args.work)
+    if args.side != 'ours' and args.mirror is None:
+        parser.error(f'side {args.side} needs --mirror')
+    if args.side == 'both' and args.compile:
+        parser.error('side both times eager forwards')
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
     reference = args.work / f'{args.model}_{size[0]}x{size[1]}_outputs.pth'
     result = dict(side=args.side, model=args.model, size=list(size), compile=args.compile,
-                  allocator=args.allocator, torch=torch.__version__,
+                  deploy=args.deploy, allocator=args.allocator, torch=torch.__version__,
                   threads=torch.get_num_threads())
-    run = torch.compile(model, options=dict(freezing=True)) if args.compile else model
-    result.update(timed(run, x, args.warmup, args.repeat))
+    if args.side == 'both':
+        authors, model = build_both(args.model, args.mirror, args.work, size)
+        runs = dict(authors=authors, ours=model)
+        if args.deploy:
+            runs['ours_deployed'] = copy.deepcopy(model).switch_to_deploy()
+        timing = timed_alternating(runs, x, args.warmup, args.repeat)
+        result.update({f'{key}_{stat}': value for key, stats in timing.items()
+                       for stat, value in stats.items()})
+        for key in runs:
+            if key != 'authors':
+                result[f'speedup_{key}'] = (timing['authors']['median_ms']
+                                            / timing[key]['median_ms'])
+        model = runs.get('ours_deployed', model)
+    else:
+        if args.side == 'authors':
+            model = build_authors(args.model, args.mirror, args.work, size)
+        else:
+            model = build_ours(args.model, args.work)
+            if args.deploy:
+                model.switch_to_deploy()
+        run = torch.compile(model, options=dict(freezing=True)) if args.compile else model
+        result.update(timed(run, x, args.warmup, args.repeat))
     with torch.no_grad():
         outs = [o.contiguous() for o in model(x)]
     if args.side == 'authors' and not reference.exists():
         torch.save(model.state_dict(), args.work / f'{args.model}.pth')
         torch.save(outs, reference)
-    elif args.side == 'ours':
+    else:
         expected = torch.load(reference, weights_only=True)
         result['max_abs_diff'] = max((o - r).abs().max().item() for o, r in zip(outs, expected))
         result['ref_max_abs'] = max(r.abs().max().item() for r in expected)

@@ -144,7 +144,8 @@ def _test_metrics(work_dir: Path) -> dict:
 
 
 def _train_test_resume(tmp_path: Path, config: Path, checkpoint: str,
-                       resumed_checkpoint: str, longer: list) -> tuple:
+                       resumed_checkpoint: str, longer: list,
+                       check_deployed: bool = False) -> tuple:
     work_dir = tmp_path / 'work'
     out = _run('train.py', str(config), '--work-dir', str(work_dir), cwd=tmp_path)
     ckpt = work_dir / checkpoint
@@ -159,6 +160,18 @@ def _train_test_resume(tmp_path: Path, config: Path, checkpoint: str,
                     str(preds), cwd=tmp_path)
     assert preds.is_file()
     metrics = _test_metrics(test_dir)
+    if check_deployed:
+        # The backbone folded for inference after loading (VAN: every BatchNorm and layer
+        # scale into its conv) scores the same.
+        deployed_dir = tmp_path / 'test_deployed'
+        deployed_out = _run('test.py', str(config), str(ckpt), '--work-dir', str(deployed_dir),
+                            '--switch-to-deploy', cwd=tmp_path)
+        assert 'SwitchToDeployHook: VAN folded for inference' in deployed_out
+        deployed = _test_metrics(deployed_dir)
+        assert deployed.keys() == metrics.keys()
+        for key, value in metrics.items():
+            if isinstance(value, float) and not key.endswith('time'):
+                assert deployed[key] == pytest.approx(value, abs=1e-3), key
 
     resume_out = _run('train.py', str(config), '--work-dir', str(work_dir), '--resume',
                       '--cfg-options', *longer, cwd=tmp_path)
@@ -172,7 +185,8 @@ def test_maskrcnn_train_test_resume(tmp_path, shapes_root, det_config):
     config.write_text(_override('det', det_config, shapes_root))
     out, test_out, metrics, resume_out = _train_test_resume(
         tmp_path, config, 'epoch_1.pth', 'epoch_2.pth',
-        ['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'])
+        ['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
+        check_deployed=det_config == DET_CONFIG)
     assert 'Epoch(train) [1][2/2]' in out
     assert 'coco/bbox_mAP' in out  # validation ran during training
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
@@ -189,7 +203,8 @@ def test_upernet_train_test_resume(tmp_path, shapes_root, seg_config):
     out, test_out, metrics, resume_out = _train_test_resume(
         tmp_path, config, 'iter_2.pth', 'iter_4.pth',
         ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
-         'default_hooks.checkpoint.interval=4'])
+         'default_hooks.checkpoint.interval=4'],
+        check_deployed=seg_config == SEG_CONFIG)
     assert 'Iter(train) [2/2]' in out
     assert 'mIoU' in out  # validation ran during training
     for key in ('aAcc', 'mIoU', 'mAcc'):

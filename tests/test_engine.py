@@ -154,6 +154,40 @@ def test_test_config(config_file):
         build_test_config(config_file, 'ckpt.pth', out='preds.json')
     with pytest.raises(ValueError, match='tta_model'):
         build_test_config(config_file, 'ckpt.pth', tta=True)
+    assert 'SwitchToDeployHook' not in str(cfg.get('custom_hooks'))
+    cfg = build_test_config(config_file, 'ckpt.pth', switch_to_deploy=True)
+    assert cfg.custom_hooks[-1] == dict(type='mmhybrid.SwitchToDeployHook')
+
+
+def test_switch_to_deploy_hook_finds_the_backbone_through_wrappers():
+    from types import SimpleNamespace
+
+    import torch.nn as nn
+
+    from mmhybrid.engine import SwitchToDeployHook
+
+    class Backbone(nn.Module):
+        deployed = False
+
+        def switch_to_deploy(self):
+            self.deployed = True
+            return self
+
+    class Detector(nn.Module):
+        def __init__(self, backbone):
+            super().__init__()
+            self.backbone = backbone
+
+    class Wrapper(nn.Module):  # as the test-time augmentation model holds the detector
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    backbone = Backbone()
+    SwitchToDeployHook().before_test(SimpleNamespace(model=Wrapper(Detector(backbone))))
+    assert backbone.deployed
+    with pytest.raises(TypeError, match='Linear backbone has no switch_to_deploy'):
+        SwitchToDeployHook().before_test(SimpleNamespace(model=Detector(nn.Linear(1, 1))))
 
 
 # ---------------------------------------------------------------- CPU distributed

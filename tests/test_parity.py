@@ -2,7 +2,8 @@
 
 Each row: the official file whose weights the reduced model loads (converted by mmhybrid's own
 converter), the parity case (inputs and expected outputs), the reference key, the model kwargs,
-the methods compared, and whether the float64 check (atol = rtol = 1e-6) runs too. The
+the methods compared, whether the float64 check (atol = rtol = 1e-6) runs too and whether the
+model is compared after its ``switch_to_deploy()`` (folded in the row's precision). The
 references live in tests/data/parity; the weights and inputs are rebuilt by the parity rule
 (tests/parity_rule.py), which the first tests here check bit for bit against the authors'
 tensors.
@@ -26,11 +27,14 @@ class Row(NamedTuple):
     kwargs: Optional[dict] = None
     methods: Tuple[str, ...] = ('forward', )
     float64: bool = False
+    deploy: bool = False  # compared after switch_to_deploy() (folded in the row's precision)
 
 
 ROWS = {
     'van-224': Row('van_b0_reduced', 'van_b0_reduced', (224, 224), float64=True),
     'van-230x302': Row('van_b0_reduced', 'van_b0_reduced_230x302', (230, 302)),
+    'van-230x302-deployed': Row('van_b0_reduced', 'van_b0_reduced_230x302', (230, 302),
+                                deploy=True),
     # At 224 both LDA semantics coincide with the classification code.
     'crossformer-224-iclr': Row('crossformer_tiny_reduced', 'crossformer_tiny_reduced',
                                 (224, 224), kwargs=dict(lda_mode='iclr'),
@@ -64,18 +68,32 @@ ROWS = {
     # The defaults are the official dense layout: hybrid stage 3 with 14x14 windows.
     'uniformer-s-det': Row('uniformer_small_reduced', 'uniformer_small_reduced_det', (230, 302),
                            methods=('stage_outputs', ), float64=True),
+    'uniformer-s-det-deployed': Row('uniformer_small_reduced', 'uniformer_small_reduced_det',
+                                    (230, 302), methods=('stage_outputs', ), float64=True,
+                                    deploy=True),
     # UniFormer-light: the classification code at 224, the dense code (the same model) at
     # 230x302 and at 64x32, where stage 4 is 2x1 and its pruning blocks keep one token.
     'uniformer-light-cls': Row('uniformer_light_xxs_reduced', 'uniformer_light_xxs_reduced',
                                (224, 224), methods=('stage_outputs', ), float64=True),
     'uniformer-light-det': Row('uniformer_light_xxs_reduced', 'uniformer_light_xxs_reduced_det',
                                (230, 302), methods=('stage_outputs', ), float64=True),
+    'uniformer-light-det-deployed': Row('uniformer_light_xxs_reduced',
+                                        'uniformer_light_xxs_reduced_det', (230, 302),
+                                        methods=('stage_outputs', ), float64=True, deploy=True),
+    'uniformer-splus-cls-deployed': Row('uniformer_smallplus_reduced',
+                                        'uniformer_smallplus_reduced', (224, 224),
+                                        kwargs=UNIFORMER_CLASSIFICATION,
+                                        methods=('stage_outputs', ), float64=True, deploy=True),
     'uniformer-light-64x32': Row('uniformer_light_xxs_reduced',
                                  'uniformer_light_xxs_reduced_64x32', (64, 32),
                                  methods=('stage_outputs', ), float64=True),
     'cmt-224': Row('cmt_tiny_reduced', 'cmt_tiny_reduced', (224, 224), float64=True),
+    'cmt-224-deployed': Row('cmt_tiny_reduced', 'cmt_tiny_reduced', (224, 224),
+                            methods=('stage_outputs', 'forward'), float64=True, deploy=True),
     'transcnn-256': Row('transcnn_small_reduced', 'transcnn_small_reduced', (256, 256),
                         methods=('stage_outputs', 'forward'), float64=True),
+    'transcnn-256-deployed': Row('transcnn_small_reduced', 'transcnn_small_reduced',
+                                 (256, 256), float64=True, deploy=True),
     'hatnet-224': Row('hatnet_small_reduced', 'hatnet_small_reduced', (224, 224),
                       methods=('stage_outputs', 'forward'), float64=True),
 }
@@ -132,6 +150,8 @@ def test_parity(name, precision):
     if precision == 'float64':
         model, inputs = model.double(), inputs.double()
         assert tolerances == dict(atol=1e-6, rtol=1e-6)
+    if row.deploy:
+        model.switch_to_deploy()
     for method in row.methods:
         with torch.no_grad():
             outs = getattr(model, method)(inputs)

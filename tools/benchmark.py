@@ -16,8 +16,9 @@ a fresh subprocess so that peaks do not leak from one to the next.
 reference attention patched in (the library has no such mode), and reports the ratios.
 ``--compile`` measures each row a second time under ``torch.compile`` (inductor, in its own
 process; inference rows with inductor's freezing, as deployed) and reports eager against
-compiled, with the compile time (the first call's extra time). The work is
-done by ``mmhybrid.utils.benchmark.run_benchmark``.
+compiled, with the compile time (the first call's extra time). ``--deploy`` measures each
+inference row a second time after the backbone's ``switch_to_deploy()`` (norms folded once) and
+reports the two. The work is done by ``mmhybrid.utils.benchmark.run_benchmark``.
 """
 import argparse
 import json
@@ -49,6 +50,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='also measure with explicit softmax attention')
     parser.add_argument('--compile', action='store_true',
                         help='also measure every row under torch.compile (inductor; fwd rows frozen)')
+    parser.add_argument('--deploy', action='store_true',
+                        help='also measure every fwd row after switch_to_deploy()')
     parser.add_argument('--roof-size', type=int, default=4096,
                         help='side of the square fp32/bf16 matmul measured as the roof')
     parser.add_argument('--json', default=None, help='write the results here')
@@ -65,7 +68,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       repeat=args.repeat, kwargs=json.loads(args.kwargs),
                       compare_reference=args.compare_reference, json_path=args.json,
                       markdown_path=args.markdown, command=command, roof_size=args.roof_size,
-                      compile=args.compile)
+                      compile=args.compile, deploy=args.deploy)
     except ValueError as error:  # an unknown backbone
         raise SystemExit(str(error))
     return 0

@@ -1,12 +1,14 @@
 """Evaluate a trained detector or segmenter with mmdet's/mmseg's own metrics.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
-        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}] [--switch-to-deploy]
 
 The registry scope comes from the config's ``default_scope``. ``--out`` dumps the raw predictions
 (``.pkl``, mmdet's ``DumpDetResults`` / mmseg's ``DumpResults``), and ``--show-dir`` writes
 pictures of the predictions (under the work_dir's timestamped folder). The metrics are printed and
-also written to ``<work_dir>/<timestamp>/<timestamp>.json``.
+also written to ``<work_dir>/<timestamp>/<timestamp>.json``. ``--switch-to-deploy`` folds the
+backbone's norms once after loading the checkpoint (``HybridBackbone.switch_to_deploy``; same
+predictions up to float rounding, faster inference).
 """
 import argparse
 import os
@@ -43,6 +45,8 @@ def parse_args(argv=None):
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument('--switch-to-deploy', action='store_true',
+                        help='fold the backbone\'s norms once the checkpoint is loaded')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -54,7 +58,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_test_config(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
                             show=args.show, show_dir=args.show_dir, wait_time=args.wait_time,
-                            tta=args.tta, cfg_options=args.cfg_options, launcher=args.launcher)
+                            tta=args.tta, cfg_options=args.cfg_options, launcher=args.launcher,
+                            switch_to_deploy=args.switch_to_deploy)
     exit_if_inputs_missing(args.config, cfg, ('test', ), [(args.checkpoint, 'checkpoint to test')],
                            pretrained=False)
     build_runner(cfg).test()

@@ -1,4 +1,4 @@
-"""Training hooks for reproducible, checkable runs.
+"""Hooks for reproducible, checkable runs, and for testing a backbone folded for inference.
 
 ``DeterministicResumeHook``
     Makes ``--resume`` after a crash continue exactly where the run stopped. mmengine
@@ -24,6 +24,11 @@
     parameters that differ. Data-parallel training must keep the ranks' weights bit-identical;
     a mismatch means a desynchronised gradient reduction, a rank-dependent update or a
     parameter the wrapper does not see.
+
+``SwitchToDeployHook``
+    Before testing (after the checkpoint is loaded) calls the model's backbone's
+    ``switch_to_deploy()``: its norms are folded once instead of at every call
+    (``HybridBackbone.switch_to_deploy``). ``tools/test.py --switch-to-deploy`` adds it.
 """
 import hashlib
 import logging
@@ -152,3 +157,25 @@ class WeightSyncCheckHook(Hook):
 
     def after_train(self, runner) -> None:
         self.check(runner)
+
+
+@HOOKS.register_module()
+class SwitchToDeployHook(Hook):
+    """Folds the backbone for inference before the test loop (after the checkpoint is loaded,
+    which a folded backbone refuses). Only for testing: a trained model goes on training, so
+    validation during training keeps the backbone as built."""
+
+    priority = 'VERY_LOW'
+
+    def before_test(self, runner) -> None:
+        model = runner.model
+        while is_model_wrapper(model) or (not hasattr(model, 'backbone')
+                                          and hasattr(model, 'module')):
+            model = model.module  # DDP, and the test-time augmentation wrapper
+        backbone = getattr(model, 'backbone', None)
+        if not callable(getattr(backbone, 'switch_to_deploy', None)):
+            raise TypeError(f'SwitchToDeployHook: {type(backbone).__name__} backbone has no '
+                            f'switch_to_deploy() (mmhybrid backbones do)')
+        backbone.switch_to_deploy()
+        print_log(f'SwitchToDeployHook: {type(backbone).__name__} folded for inference',
+                  logger='current')

@@ -192,7 +192,8 @@ def build_test_config(config: str,
                 wait_time: float = 2.0,
                 tta: bool = False,
                 cfg_options: Optional[dict] = None,
-                launcher: str = 'none') -> Config:
+                launcher: str = 'none',
+                switch_to_deploy: bool = False) -> Config:
     """The test config of ``tools/test.py``.
 
     Args:
@@ -207,9 +208,14 @@ def build_test_config(config: str,
         tta: Test-time augmentation (``tta_model``/``tta_pipeline`` of the config).
         cfg_options: Overrides merged into the config.
         launcher: ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+        switch_to_deploy: Fold the backbone for inference once the checkpoint is loaded
+            (``mmhybrid.SwitchToDeployHook``).
     """
     cfg = load_config(config, cfg_options, launcher, work_dir)
     cfg.load_from = checkpoint
+    if switch_to_deploy:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='mmhybrid.SwitchToDeployHook')]
     setup_cpu_distributed(cfg)
     if show or show_dir:
         enable_visualization(cfg, show=show, show_dir=show_dir, wait_time=wait_time)

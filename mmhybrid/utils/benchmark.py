@@ -18,6 +18,7 @@ With ``compare_reference`` each model is measured twice: as implemented (PyTorch
 :func:`explicit_attention` patched in (:func:`patch_reference_attention`; the library has no such
 mode), and the report gives the ratios.
 """
+import copy
 import json
 import os
 import platform
@@ -26,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -97,12 +98,17 @@ def measure(spec: str,
             repeat: int,
             batch: int,
             kwargs: Dict[str, Any],
-            compile: bool = False) -> Dict[str, Any]:
+            compile: bool = False,
+            deploy: bool = False) -> Dict[str, Any]:
     """One measurement in this process (run it in a fresh one: :func:`run_worker`); with
     ``compile``, of ``torch.compile(model)`` (inductor; the first call's extra time is
     ``compile_s``). Compiled forward rows use inductor's freezing (the weights become constants
     of the inference graph, so that BatchNorms fold and weights are pre-packed), as for
-    deployment; compiled training rows cannot freeze."""
+    deployment; compiled training rows cannot freeze. With ``deploy`` (forward rows only), of
+    the backbone after its ``switch_to_deploy()`` (norms folded once, not at every call); the
+    process then also times the backbone as built against the deployed one, their forwards
+    alternating (``ab_built_median_s``, ``ab_deployed_median_s``: a same-process A/B, which a
+    machine whose speed drifts between processes leaves fair)."""
     size = tuple(size)
     torch.manual_seed(0)
     model = build_backbone(spec, kwargs).to(device)
@@ -111,8 +117,14 @@ def measure(spec: str,
     x = torch.randn(batch, 3, *size, device=device)
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16,
                               enabled=dtype == 'bf16')
+    built = None
     if mode == 'fwd':
         model.eval()
+        if deploy:
+            built = copy.deepcopy(model)
+            model.switch_to_deploy()
+    elif deploy:
+        raise ValueError('deploy measures inference only (mode fwd)')
     else:
         model.train()
     freezing = compile and mode == 'fwd'
@@ -150,7 +162,7 @@ def measure(spec: str,
     result = dict(spec=spec, size=list(size), device=device, dtype=dtype, mode=mode,
                   attention='explicit' if reference else 'sdpa', batch=batch,
                   median_s=median, images_per_s=batch / median, repeat=repeat, compile=compile,
-                  freezing=freezing)
+                  freezing=freezing, deploy=deploy)
     if compile and warmup:
         result['compile_s'] = first_s - median
     if device == 'cuda':
@@ -158,10 +170,32 @@ def measure(spec: str,
         result['sdpa_backends'] = _cuda_sdpa_backends()
     else:
         result['peak_mem_mb'] = (peak_rss_bytes() - base_rss) / 2**20
+    if built is not None:
+        result.update(alternating_medians(dict(ab_built=built, ab_deployed=model), x, repeat,
+                                          autocast, device))
     # Counted after the peak was read: the counting forward must not add to it.
     result['flops'] = step_flops(model, x, mode)
     result['gflops_per_s'] = result['flops'] / median / 1e9
     return result
+
+
+def alternating_medians(models: Dict[str, torch.nn.Module], x: torch.Tensor, repeat: int,
+                        autocast: Any, device: str) -> Dict[str, float]:
+    """``<name>_median_s`` of each model's inference forward, the models taking turns (the order
+    reversed every round), after one untimed forward each."""
+    times: Dict[str, List[float]] = {name: [] for name in models}
+    order = list(models.items())
+    with torch.no_grad(), autocast:
+        for _, model in order:
+            model(x)
+        for i in range(repeat):
+            for name, model in order if i % 2 == 0 else order[::-1]:
+                sync(device)
+                start = time.perf_counter()
+                model(x)
+                sync(device)
+                times[name].append(time.perf_counter() - start)
+    return {f'{name}_median_s': statistics.median(t) for name, t in times.items()}
 
 
 def step_flops(model: torch.nn.Module, x: torch.Tensor, mode: str) -> int:
@@ -273,13 +307,14 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
         lines.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['device']} | "
                      f"{r['dtype']} | {r['mode']} | {r['attention']}"
                      f"{', compiled' * bool(r.get('compile'))}"
-                     f"{' (frozen)' * bool(r.get('freezing'))} | "
+                     f"{' (frozen)' * bool(r.get('freezing'))}"
+                     f"{', deployed' * bool(r.get('deploy'))} | "
                      f"{r['median_s'] * 1e3:.1f} | {r['images_per_s']:.2f} | "
                      f"{r['peak_mem_mb']:.0f} | "
                      f"{'-' if gflops is None else f'{gflops:.1f}'} | {share} |")
     ratios = []
     for r in results:
-        if r['attention'] != 'sdpa' or r.get('compile'):
+        if r['attention'] != 'sdpa' or r.get('compile') or r.get('deploy'):
             continue
         ref = next((q for q in results if q['attention'] == 'explicit' and all(
             q[k] == r[k] for k in ('spec', 'size', 'device', 'dtype', 'mode'))), None)
@@ -287,7 +322,7 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
             ratios.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['mode']} | "
                           f"{ref['median_s'] / r['median_s']:.2f}x | "
                           f"{r['peak_mem_mb']:.0f} / {ref['peak_mem_mb']:.0f} |")
-    text = '\n'.join(lines) + compile_table(results)
+    text = '\n'.join(lines) + compile_table(results) + deploy_table(results)
     if ratios:
         text += ('\n\nSDPA against explicit softmax attention, same run (speed-up = explicit time '
                  '/ SDPA time; peak memory SDPA / explicit, MB):\n\n| backbone | size | mode | '
@@ -306,20 +341,28 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
     return f'{head}{text}\n'
 
 
+def _with_eager_rows(results: List[Dict[str, Any]],
+                     variant: str) -> Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]:
+    """``(row, eager row)`` for every row measured as ``variant`` (``'compile'`` or
+    ``'deploy'``) whose plain eager row (same backbone, size, dtype, mode, attention and batch)
+    is in ``results``."""
+    keys = ('spec', 'size', 'device', 'dtype', 'mode', 'attention', 'batch')
+    for r in results:
+        eager = next((q for q in results if not q.get('compile') and not q.get('deploy')
+                      and all(q[k] == r[k] for k in keys)), None) if r.get(variant) else None
+        if eager:
+            yield r, eager
+
+
 def compile_table(results: List[Dict[str, Any]]) -> str:
     """Eager against ``torch.compile`` of the same rows (speed-up = eager time / compiled time),
     with the compile time (the first call's extra time); empty without compiled rows."""
-    keys = ('spec', 'size', 'device', 'dtype', 'mode', 'attention', 'batch')
-    rows = []
-    for r in results:
-        eager = next((q for q in results if not q.get('compile') and all(
-            q[k] == r[k] for k in keys)), None) if r.get('compile') else None
-        if eager:
-            rows.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['dtype']} | "
-                        f"{r['mode']}{' (frozen)' * bool(r.get('freezing'))} | "
-                        f"{eager['median_s'] * 1e3:.1f} | "
-                        f"{r['median_s'] * 1e3:.1f} | {eager['median_s'] / r['median_s']:.2f}x | "
-                        f"{r.get('compile_s', float('nan')):.0f} |")
+    rows = [f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['dtype']} | "
+            f"{r['mode']}{' (frozen)' * bool(r.get('freezing'))} | "
+            f"{eager['median_s'] * 1e3:.1f} | "
+            f"{r['median_s'] * 1e3:.1f} | {eager['median_s'] / r['median_s']:.2f}x | "
+            f"{r.get('compile_s', float('nan')):.0f} |"
+            for r, eager in _with_eager_rows(results, 'compile')]
     if not rows:
         return ''
     return ('\n\nEager against `torch.compile` (inductor), same run (speed-up = eager time / '
@@ -329,16 +372,34 @@ def compile_table(results: List[Dict[str, Any]]) -> str:
             '|---|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
 
 
+def deploy_table(results: List[Dict[str, Any]]) -> str:
+    """Eager inference as built against the same backbone after ``switch_to_deploy()``, same
+    run (speed-up = as-built time / deployed time); empty without deployed rows."""
+    rows = [f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['dtype']} | "
+            f"{r['ab_built_median_s'] * 1e3:.1f} | {r['ab_deployed_median_s'] * 1e3:.1f} | "
+            f"{r['ab_built_median_s'] / r['ab_deployed_median_s']:.2f}x | "
+            f"{built['peak_mem_mb']:.0f} / {r['peak_mem_mb']:.0f} |"
+            for r, built in _with_eager_rows(results, 'deploy') if 'ab_built_median_s' in r]
+    if not rows:
+        return ''
+    return ('\n\nInference as built against `switch_to_deploy()` (as built / deployed ms: the '
+            'two in one process, forwards alternating; speed-up = their ratio; peak MB: the '
+            'as-built row\'s process / the deployed row\'s):\n\n| backbone | size | dtype | '
+            'as built ms | deployed ms | speed-up | peak MB |\n|---|---|---|---|---|---|---|\n'
+            + '\n'.join(rows))
+
+
 def markers(key: str) -> Tuple[str, str]:
     return f'<!-- benchmark:begin {key} -->', f'<!-- benchmark:end {key} -->'
 
 
-def report_key(device: str, modes: Sequence[str], compile: bool) -> str:
+def report_key(device: str, modes: Sequence[str], compile: bool, deploy: bool = False) -> str:
     """The block of the page a run's report goes to: ``device`` (e.g. ``'cpu'``), or for a run
     with ``compile`` ``'<device>-compile'``, and ``'<device>-compile-train'`` when it measured
-    only training steps (``modes == ['fwdbwd']``)."""
+    only training steps (``modes == ['fwdbwd']``); a run with ``deploy`` (and no ``compile``)
+    ``'<device>-deploy'``."""
     if not compile:
-        return device
+        return device + '-deploy' * bool(deploy)
     return device + '-compile' + '-train' * (list(modes) == ['fwdbwd'])
 
 
@@ -380,7 +441,8 @@ def run_benchmark(specs: Sequence[str],
                   command: str = '',
                   stream: Optional[TextIO] = None,
                   roof_size: int = 4096,
-                  compile: bool = False) -> List[Dict[str, Any]]:
+                  compile: bool = False,
+                  deploy: bool = False) -> List[Dict[str, Any]]:
     """Measures every (spec, size, dtype, mode[, attention]) in its own process, writes a line
     per measurement and then the markdown report to ``stream`` (stdout), and returns the results.
 
@@ -405,6 +467,8 @@ def run_benchmark(specs: Sequence[str],
         roof_size: Side of the square matrices of the matmul roof (:func:`matmul_roof`),
             measured before and after the models for every dtype.
         compile: Also measure each row under ``torch.compile`` (next to its eager row).
+        deploy: Also measure each inference row after the backbone's ``switch_to_deploy()``
+            (next to its row as built).
 
     Raises:
         ValueError: A spec names no registered backbone.
@@ -427,17 +491,21 @@ def run_benchmark(specs: Sequence[str],
         for size in map(parse_size, sizes):
             for dtype in dtypes:
                 for mode in modes:
-                    for reference, compiled in [(False, False)] + [(True, False)] * bool(
-                            compare_reference) + [(False, True)] * bool(compile):
+                    variants = [(False, False, False)] + [(True, False, False)] * bool(
+                        compare_reference) + [(False, True, False)] * bool(compile) + [
+                            (False, False, True)] * bool(deploy and mode == 'fwd')
+                    for reference, compiled, deployed in variants:
                         job = dict(spec=spec, size=size, device=device, dtype=dtype, mode=mode,
                                    reference=reference, warmup=warmup, repeat=repeat,
-                                   batch=batch, kwargs=kwargs or {}, compile=compiled)
+                                   batch=batch, kwargs=kwargs or {}, compile=compiled,
+                                   deploy=deployed)
                         result = run_worker(job)
+                        variant = 'compiled' if compiled else 'deployed' if deployed else 'eager'
                         if result:
                             results.append(result)
                             stream.write(f"{spec:20s} {size[0]}x{size[1]:<5d} {dtype} {mode:7s} "
                                          f"{result['attention']:8s} "
-                                         f"{'compiled' if compiled else 'eager':8s} "
+                                         f"{variant:8s} "
                                          f"{result['median_s'] * 1e3:9.1f} ms"
                                          f"  {result['peak_mem_mb']:8.0f} MB"
                                          f"  {result['gflops_per_s']:7.1f} GFLOP/s\n")
@@ -449,6 +517,6 @@ def run_benchmark(specs: Sequence[str],
                       indent=1)
     report = to_markdown(results, command, roofs)
     if markdown_path:
-        write_report(markdown_path, report, key=report_key(device, modes, compile))
+        write_report(markdown_path, report, key=report_key(device, modes, compile, deploy))
     stream.write(report + '\n')
     return results

@@ -30,6 +30,11 @@ def _load_state_dict_pre_hook(module: 'HybridBackbone', state_dict: Dict[str, to
     module._received_weights = bool(own)
     if not own:
         return
+    if module.deployed:
+        raise RuntimeError(
+            f'{type(module).__name__}(arch={module.arch_name!r}) was switched to deploy (its '
+            f'norms are folded into its convs): load weights before switch_to_deploy(), not '
+            f'after')
     for key in module.adapt_state_dict(own):
         state_dict[prefix + key] = own[key]
     comparison = compare_state_dict(own, module)
@@ -304,12 +309,47 @@ class HybridBackbone(BaseModule):
                 param.requires_grad = False
 
     def train(self, mode: bool = True) -> 'HybridBackbone':
+        if mode and self.deployed:
+            raise RuntimeError(
+                f'{type(self).__name__}(arch={self.arch_name!r}) was switched to deploy '
+                f'(inference only: its BatchNorms are folded away); train a model that was '
+                f'not')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
             for module in self.modules():
                 if isinstance(module, _BatchNorm):
                     module.eval()
+        return self
+
+    # ------------------------------------------------------------------ deploy
+    deployed: bool = False
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> 'HybridBackbone':
+        """Folds what inference can compute once, in place, and returns the backbone.
+
+        Eval-mode BatchNorms next to a convolution are folded into it (where no padding or
+        activation lies between them), other eval BatchNorms become their fixed per-channel
+        affine map (``layers.fusion.ChannelAffine``), layer scales go into the layer before
+        them and residuals around a depth-wise conv become its centre tap: what inference
+        would otherwise recompute from the parameters at every call (``layers.fusion``) is
+        computed once here, and passes over the maps disappear. Which folds exist is the
+        family's (each submodule's own ``switch_to_deploy``): CMT, VAN, TransCNN and UniFormer
+        fold; CrossFormer (LayerNorms) and HAT-Net (GroupNorms) have nothing to fold and are
+        only marked. Outputs stay those of the eval-mode model up to float rounding.
+
+        The result is inference-only, like ``switch_to_deploy`` of mmpretrain's
+        re-parameterisable backbones: it is put in eval mode, ``train()`` raises, and so does
+        loading weights into it (load them first; its state dict has the folded layout).
+        """
+        if self.deployed:
+            return self
+        self.eval()
+        for module in list(self.modules()):
+            if module is not self and callable(getattr(module, 'switch_to_deploy', None)):
+                module.switch_to_deploy()
+        self.deployed = True
         return self
 
     # ------------------------------------------------------------------ weights

@@ -25,8 +25,9 @@ from ..layers import (LayerNorm2d, Linear, Stage, add_residual, eager_inference,
                       grouped_attention, init_official_weights_, map_row_bands, maybe_checkpoint,
                       merge_heads, pad_to_multiple, pointwise_conv, pointwise_linear,
                       resize_position_bias, rows_per_band, split_heads)
-from ..layers.fusion import (add_identity_tap, batch_norm_, bn_affine, conv_act, fold_bn_after,
-                             fold_bn_around, fusion_enabled, gelu_)
+from ..layers.fusion import (ChannelAffine, add_identity_tap, batch_norm_, bn_affine, conv_act,
+                             fold_bn_after, fold_bn_around, fold_bns_around_pointwise_,
+                             fold_identity_tap_, fold_norms_, fusion_enabled, gelu_)
 from ..layers.position_bias import Grid, RowBandBias
 from .base import NUM_STAGES, HybridBackbone
 
@@ -82,6 +83,12 @@ class CMTStem(nn.Module):
                                getattr(self, f'conv{i}')(x))
         return x
 
+    def switch_to_deploy(self) -> None:
+        """Each BatchNorm as its fixed affine map (a GELU stands between it and its conv, and
+        the next conv's zero padding after it: neither fold is exact)."""
+        for i in range(1, 4):
+            setattr(self, f'norm{i}', ChannelAffine.from_batch_norm(getattr(self, f'norm{i}')))
+
 
 class CMTPatchEmbed(nn.Module):
     """Conv k2 s2 then LayerNorm; odd sides are zero-padded first (ceil mode).
@@ -133,6 +140,11 @@ class LightweightMHSA(nn.Module):
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio, groups=dim)
             self.sr_norm = build_norm_layer(norm_cfg, dim)[1]
+
+    def switch_to_deploy(self) -> None:
+        """The reduction's BatchNorm folded into the reduction conv."""
+        if self.sr_ratio > 1:
+            fold_norms_(self, after=[('sr', 'sr_norm')])
 
     def forward(self, x: torch.Tensor, bias: Union[torch.Tensor, RowBandBias]) -> torch.Tensor:
         """``x``: normed NCHW map; ``bias``: ``(heads, H*W, Hk*Wk)``, or at inference a
@@ -197,6 +209,20 @@ class IRFFN(nn.Module):
         self.norm2 = build_norm_layer(norm_cfg, hidden_dim)[1]
         self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
         self.norm3 = build_norm_layer(norm_cfg, dim)[1]
+        # Whether the residual around ``dwconv`` is its centre tap (switch_to_deploy).
+        self.dw_residual_folded = False
+
+    def switch_to_deploy(self) -> None:
+        """norm1 as its affine map, the residual as the depth-wise conv's centre tap, norm2 and
+        norm3 folded into fc2 (exact: fc2 is 1x1 without padding)."""
+        self.norm1 = ChannelAffine.from_batch_norm(self.norm1)
+        fold_identity_tap_(self.dwconv)
+        self.dw_residual_folded = True
+        if fold_bns_around_pointwise_(self.norm2, self.fc2, self.norm3):
+            self.norm2, self.norm3 = nn.Identity(), nn.Identity()
+        else:
+            self.norm2 = ChannelAffine.from_batch_norm(self.norm2)
+            self.norm3 = ChannelAffine.from_batch_norm(self.norm3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
@@ -229,8 +255,11 @@ class IRFFN(nn.Module):
         # padding lies between it and the conv).
         x = gelu_(self.act1, pointwise_conv(self.fc1, x), self.fc1)
         x = batch_norm_(self.norm1, x, self.fc1, self.act1)
-        x = conv_act(x, add_identity_tap(self.dwconv.weight), self.dwconv.bias, self.act2,
-                     padding=1, groups=self.dwconv.groups)
+        weight = self.dwconv.weight
+        x = conv_act(x, weight if self.dw_residual_folded else add_identity_tap(weight),
+                     self.dwconv.bias, self.act2, padding=1, groups=self.dwconv.groups)
+        if type(self.norm3) is nn.Identity:  # deployed: both norms are in fc2
+            return pointwise_conv(self.fc2, x)
         if fc2 is None:
             x = pointwise_conv(self.fc2, batch_norm_(self.norm2, x, self.act2))
             return batch_norm_(self.norm3, x, self.fc2)
@@ -240,7 +269,7 @@ class IRFFN(nn.Module):
         # One step per statement, rebinding ``x``: every hidden map is freed as soon as it is
         # consumed. In training a GELU-BatchNorm pair stores one map (gelu_then_norm).
         x = gelu_then_norm(self.act1, self.norm1, pointwise_conv(self.fc1, x))
-        x = add_residual(self.dwconv(x), x)
+        x = self.dwconv(x) if self.dw_residual_folded else add_residual(self.dwconv(x), x)
         x = gelu_then_norm(self.act2, self.norm2, x)
         return self.norm3(pointwise_conv(self.fc2, x))
 
@@ -277,10 +306,19 @@ class CMTBlock(nn.Module):
         self.norm2 = LayerNorm2d(dim, eps=block_norm_eps)
         self.ffn = IRFFN(dim, int(dim * mlp_ratio), norm_cfg, act_cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # Whether the LPU's residual is its centre tap (switch_to_deploy).
+        self.lpu_residual_folded = False
+
+    def switch_to_deploy(self) -> None:
+        """The LPU's residual as its conv's centre tap."""
+        fold_identity_tap_(self.lpu)
+        self.lpu_residual_folded = True
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         # Each branch is a fresh tensor: the residual sums reuse its buffer (add_residual).
-        if fusion_enabled(x):  # inference: x + lpu(x) as one conv (centre tap plus one)
+        if self.lpu_residual_folded:
+            x = self.lpu(x)
+        elif fusion_enabled(x):  # inference: x + lpu(x) as one conv (centre tap plus one)
             x = F.conv2d(x, add_identity_tap(self.lpu.weight), self.lpu.bias, 1, 1, 1,
                          self.lpu.groups)
         else:

@@ -21,6 +21,7 @@ from mmcv.cnn.bricks import DropPath
 from mmhybrid.registry import MODELS
 from ..layers import (Stage, apply_in_groups, grouped_attention, init_official_weights_,
                       lowering_for_inductor, merge_heads, split_heads, window_layout)
+from ..layers.fusion import fold_norms_
 from .base import NUM_STAGES, HybridBackbone
 
 
@@ -91,6 +92,11 @@ class HMHSA(nn.Module):
             self.q = nn.Conv2d(dim, dim, 1)
             self.kv = nn.Conv2d(dim, dim * 2, 1)
 
+    def switch_to_deploy(self) -> None:
+        """The norms that feed only a 1x1 conv folded into it (``grid_norm``'s output is also
+        the residual: it stays)."""
+        fold_norms_(self, before=[('norm', 'qkv')] + [('ds_norm', 'kv')] * (self.window_size > 1))
+
     def _local(self, qkv: torch.Tensor) -> torch.Tensor:
         """Window attention of step 2 on the ``(B, 3C, H, W)`` qkv map; returns ``(B, C, H, W)``."""
         def attend(windows: torch.Tensor, key_padding: Optional[torch.Tensor]) -> torch.Tensor:
@@ -146,6 +152,10 @@ class HATNetIRB(nn.Module):
         self.pw2 = nn.Conv2d(hidden_dim, dim, 1, bias=False)
         self.norm_out = build_norm_layer(norm_cfg, dim)[1]
 
+    def switch_to_deploy(self) -> None:
+        """``norm_in`` folded into ``pw1``, ``norm_out`` into ``pw2``."""
+        fold_norms_(self, after=[('pw2', 'norm_out')], before=[('norm_in', 'pw1')])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.pw1(self.norm_in(x)))
         x = self.act2(self.dw(x))
@@ -180,6 +190,10 @@ class TransCNNIRB(nn.Module):
         self.act2 = build_activation_layer(act_cfg)
         self.pw2 = nn.Conv2d(hidden_dim, dim, 1, bias=False)
         self.norm3 = build_norm_layer(norm_cfg, dim)[1]
+
+    def switch_to_deploy(self) -> None:
+        """Each norm folded into the conv before it."""
+        fold_norms_(self, after=[('pw1', 'norm1'), ('dw', 'norm2'), ('pw2', 'norm3')])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.norm1(self.pw1(x)))
@@ -230,6 +244,9 @@ class ConvStem(nn.Module):
         self.act = build_activation_layer(act_cfg)
         self.conv2 = nn.Conv2d(hidden_channels, out_channels, 3, stride=2, padding=1)
 
+    def switch_to_deploy(self) -> None:
+        fold_norms_(self, after=[('conv1', 'norm')])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.act(self.norm(self.conv1(x))))
 
@@ -247,6 +264,9 @@ class ConvDownsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
         self.norm = build_norm_layer(norm_cfg, out_channels)[1]
+
+    def switch_to_deploy(self) -> None:
+        fold_norms_(self, after=[('conv', 'norm')])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
@@ -278,6 +298,9 @@ class TwoBranchDownsample(nn.Module):
         self.residual = nn.Conv2d(in_channels, out_channels, 1)
         self.norm2 = build_norm_layer(norm_cfg, out_channels)[1]
         self.act = build_activation_layer(act_cfg)
+
+    def switch_to_deploy(self) -> None:
+        fold_norms_(self, after=[('conv', 'norm1'), ('residual', 'norm2')])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = F.max_pool2d(x, 2, 2, ceil_mode=True)

@@ -18,6 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmhybrid.registry import MODELS
 from ..layers import (LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
                       init_official_weights_, window_layout)
+from ..layers.fusion import fold_identity_tap_, fold_layer_scale_, fold_norms_
 from .base import NUM_STAGES, HybridBackbone
 
 ATTENTION_MODES = ('global', 'window', 'hybrid')
@@ -65,6 +66,11 @@ class UniFormerPatchEmbed(nn.Module):
                 build_norm_layer(norm_cfg, out_channels)[1])
             self.norm = nn.Identity()
 
+    def switch_to_deploy(self) -> None:
+        """The conv stem's BatchNorms folded into the convs before them."""
+        if isinstance(self.proj, nn.Sequential):
+            fold_norms_(self.proj, after=[('0', '1'), ('3', '4')][:len(self.proj) // 2])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x))
 
@@ -99,9 +105,18 @@ class UniFormerConvBlock(nn.Module):
         self.mlp.add_module('act', build_activation_layer(act_cfg))
         self.mlp.add_module('fc2', nn.Conv2d(hidden, dim, 1))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # Whether the DPE's residual is its conv's centre tap (switch_to_deploy).
+        self.pos_residual_folded = False
+
+    def switch_to_deploy(self) -> None:
+        """The DPE residual as its conv's centre tap; ``norm1`` into ``conv1``, ``norm2`` into
+        the MLP's ``fc1`` (1x1 convs fed by the norm alone)."""
+        fold_identity_tap_(self.pos_embed)
+        self.pos_residual_folded = True
+        fold_norms_(self, before=[('norm1', 'conv1'), ('norm2', 'mlp.fc1')])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.pos_embed(x)
+        x = self.pos_embed(x) if self.pos_residual_folded else x + self.pos_embed(x)
         x = x + self.drop_path(self.conv2(self.attn(self.conv1(self.norm1(x)))))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -148,6 +163,17 @@ class UniFormerSABlock(nn.Module):
         else:
             self.gamma_1 = self.gamma_2 = None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # Whether the DPE's residual is its conv's centre tap (switch_to_deploy).
+        self.pos_residual_folded = False
+
+    def switch_to_deploy(self) -> None:
+        """The DPE residual as its conv's centre tap; the layer scales in the attention's
+        projection and the MLP's ``fc2``."""
+        fold_identity_tap_(self.pos_embed)
+        self.pos_residual_folded = True
+        fold_layer_scale_(self.attn.proj, self.gamma_1)
+        fold_layer_scale_(self.mlp.fc2, self.gamma_2)
+        self.gamma_1 = self.gamma_2 = None
 
     def _scale(self, x: torch.Tensor, gamma: Optional[torch.Tensor]) -> torch.Tensor:
         return x if gamma is None else gamma * x
@@ -162,7 +188,8 @@ class UniFormerSABlock(nn.Module):
                                lambda windows, _: self.attn(windows), mask_padding=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x + self.pos_embed(x)).permute(0, 2, 3, 1)
+        x = self.pos_embed(x) if self.pos_residual_folded else x + self.pos_embed(x)
+        x = x.permute(0, 2, 3, 1)
         x = x + self.drop_path(self._scale(self._attention(self.norm1(x)), self.gamma_1))
         x = x + self.drop_path(self._scale(self.mlp(self.norm2(x)), self.gamma_2))
         return x.permute(0, 3, 1, 2)

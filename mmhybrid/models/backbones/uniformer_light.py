@@ -21,6 +21,7 @@ from mmcv.cnn.bricks import DropPath
 from mmhybrid.registry import MODELS
 from ..layers import (Linear, Mlp, Stage, TokenAttention, grouped_attention, init_official_weights_,
                       lowering_for_inductor, maybe_checkpoint, merge_heads, split_heads)
+from ..layers.fusion import fold_identity_tap_
 from .base import NUM_STAGES, HybridBackbone
 from .uniformer import UniFormerConvBlock, UniFormerPatchEmbed
 
@@ -117,6 +118,13 @@ class UniFormerEvoBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # Whether the DPE's residual is its conv's centre tap (switch_to_deploy).
+        self.pos_residual_folded = False
+
+    def switch_to_deploy(self) -> None:
+        """The DPE residual as its conv's centre tap."""
+        fold_identity_tap_(self.pos_embed)
+        self.pos_residual_folded = True
 
     def _transformer(self, t: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Both residual branches on ``t``; also the class token's attention row and the last
@@ -135,7 +143,7 @@ class UniFormerEvoBlock(nn.Module):
                 scores: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x``: ``(B, C, H, W)`` map; ``cls_token``: ``(B, 1, C)``; ``scores``: ``(B, H*W)``
         global scores or ``None`` (first attention block). Returns the three updated."""
-        x = x + self.pos_embed(x)
+        x = self.pos_embed(x) if self.pos_residual_folded else x + self.pos_embed(x)
         b, c, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         if self.prune_ratio == 1:

@@ -16,7 +16,8 @@ from mmhybrid.registry import MODELS
 from ..layers import (LayerNorm2d, Stage, add_residual, ceil_div, crop_to,
                       init_official_weights_, is_channels_last, lowering_for_inductor,
                       map_row_bands, rows_per_band, untraced_eager)
-from ..layers.fusion import conv_act, fusion_enabled, gelu_, unhooked
+from ..layers.fusion import (bn_affine, conv_act, fold_affine_after_, fold_affine_before_,
+                             fold_norms_, fusion_enabled, gelu_, unhooked)
 from ..layers.padding import padding_to_multiple
 from .base import NUM_STAGES, HybridBackbone
 
@@ -110,12 +111,15 @@ class VANAttention(nn.Module):
         self.act = build_activation_layer(act_cfg)
         self.lka = LargeKernelAttention(dim)
         self.proj_2 = nn.Conv2d(dim, dim, 1)
+        # False once the block holds the shortcut (VANBlock.switch_to_deploy).
+        self.with_shortcut = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.proj_1(x)
         # Inference: the activation overwrites proj_1's fresh output.
         hidden = gelu_(self.act, hidden, self.proj_1) if fusion_enabled(x) else self.act(hidden)
-        return self.proj_2(self.lka(hidden)) + x
+        out = self.proj_2(self.lka(hidden))
+        return out + x if self.with_shortcut else out
 
 
 class VANMlp(nn.Module):
@@ -183,12 +187,49 @@ class VANBlock(nn.Module):
         else:
             self.layer_scale_1 = self.layer_scale_2 = None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # Per-channel factor of the input in the deployed attention half (switch_to_deploy).
+        self.shortcut_scale: Optional[nn.Parameter] = None
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Both BatchNorms and both layer scales folded into the 1x1 convs next to them.
+
+        With ``norm1(x) = x * s + t`` and layer scale ``g``, the attention half
+        ``x + g * (proj_2(h) + norm1(x))`` (the attention's own shortcut adds its normed input)
+        is ``proj_2'(h) + x * (1 + g * s)`` for ``proj_2' = g * (proj_2 + t)``, and ``proj_1``
+        takes ``norm1`` in (a 1x1 conv: exact); the MLP half ``x + g2 * fc2(...(norm2(x)))``
+        has ``norm2`` in ``fc1`` and ``g2`` in ``fc2``. Blocks whose norms are not BatchNorms
+        are left as they are.
+        """
+        norm1, norm2 = bn_affine(self.norm1), bn_affine(self.norm2)
+        if norm1 is None or norm2 is None:
+            return
+        (scale1, shift1), dim = norm1, self.attn.proj_2.out_channels
+        gain1, gain2 = (torch.ones(dim, dtype=scale1.dtype, device=scale1.device)
+                        if g is None else g.detach() for g in (self.layer_scale_1,
+                                                               self.layer_scale_2))
+        fold_affine_before_(self.attn.proj_1, norm1)
+        fold_affine_after_(self.attn.proj_2, (gain1, shift1 * gain1))
+        self.attn.with_shortcut = False
+        self.shortcut_scale = nn.Parameter(torch.addcmul(torch.ones_like(gain1), gain1, scale1),
+                                           requires_grad=False)
+        fold_affine_before_(self.mlp.fc1, norm2)
+        fold_affine_after_(self.mlp.fc2, (gain2, torch.zeros_like(gain2)))
+        self.norm1, self.norm2 = nn.Identity(), nn.Identity()
+        self.layer_scale_1 = self.layer_scale_2 = None
 
     @staticmethod
     def _scale(x: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
         return x if scale is None else scale[:, None, None] * x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shortcut_scale is not None:  # deployed (inference only: no drop path)
+            branch, scale = self.attn(x), self.shortcut_scale[:, None, None]
+            if fusion_enabled(x) and unhooked(self.attn, self.attn.proj_2):
+                x = branch.addcmul_(x, scale)  # proj_2's fresh output, overwritten
+            else:
+                x = torch.addcmul(branch, x, scale)
+            return add_residual(self.mlp(x), x)
         # Each branch is a fresh tensor: the residual sums reuse its buffer (add_residual).
         x = add_residual(self.drop_path(self._scale(self.attn(self.norm1(x)),
                                                     self.layer_scale_1)), x)
@@ -220,6 +261,10 @@ class VANPatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x))
+
+    def switch_to_deploy(self) -> None:
+        """The BatchNorm folded into the conv (it follows the conv directly)."""
+        fold_norms_(self, after=[('proj', 'norm')])
 
 
 @MODELS.register_module()

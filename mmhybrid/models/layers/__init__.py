@@ -8,7 +8,7 @@ One concept per file: ``attention`` (the SDPA core with broadcast bias and paddi
 (residual additions in place where that is exact), ``pointwise`` (1x1 convs on channels-last maps
 as matrix products), ``act_norm`` (GELU then BatchNorm storing one map in training), ``fusion``
 (inference-only folds of BatchNorms and residuals into convs, conv and GELU in one call, GELU and
-BatchNorm in place on fresh maps), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW maps,
+BatchNorm in place on fresh maps; the same folds done once by ``switch_to_deploy``), ``mlp`` (the token MLP), ``norm`` (LayerNorm on NCHW maps,
 output norms), ``linear`` (``Linear``: linear layers on oneDNN's products on the CPU),
 ``checkpoint`` (activation checkpointing) and ``chunking`` (inference on large maps in bands of
 rows, the layout test ``is_channels_last``; ``eager_inference``, when such eager-only paths run;
