@@ -2,11 +2,13 @@
 every family: onnxruntime equals PyTorch at two input sizes from one dynamic file, the numpy
 post-processing gives mmdet's own predictions, tools/infer.py draws both, and bad input fails
 cleanly without leaving files."""
+import copy
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from mmengine.config import Config
@@ -115,6 +117,40 @@ def test_segmenter_exports_with_dynamic_size(tmp_path, family):
         assert got['seg_logits'].shape == (num_classes, *size)
         assert relative_error(got['seg_logits'], ref) < 1e-4
         assert (got['sem_seg'] == ref.argmax(0).numpy()).mean() > 0.999
+
+
+@pytest.mark.parametrize('family', ['VAN', 'TransCNN'])
+def test_segmenter_exports_folded_backbone(tmp_path, family):
+    """``switch_to_deploy=True``: the backbone is folded before the trace, and the file's
+    outputs are the unfolded model's."""
+    config = tiny_config(tmp_path, family, SEG_CONFIGS[family])
+    checkpoint = save_checkpoint(config, tmp_path / 'model.pth')
+    _, shape = trace_size(family)
+    out = tmp_path / 'seg.onnx'
+    result = export_onnx(str(config), str(checkpoint), str(out), shape=shape, dynamic=True,
+                         switch_to_deploy=True)
+    assert all(c['max_rel_error'] < 1e-4 for c in result.checks)
+    assert read_metadata(str(out))['switch_to_deploy'] is True
+    model, _ = build_model(str(config))
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)['state_dict'])
+    # The folded backbone keeps no BatchNorm (VAN) or only its grid norms (TransCNN: their
+    # output is also the residual), and the file holds none of the folded-away tensors.
+    deployed = copy.deepcopy(model.backbone).switch_to_deploy()
+    left = [name for name, m in deployed.named_modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert all(name.endswith('grid_norm') for name in left) and bool(left) == (family != 'VAN')
+    gone = set(model.backbone.state_dict()) - set(deployed.state_dict())
+    stored = {i.name.split('backbone.', 1)[1] for i in onnx.load(str(out)).graph.initializer
+              if 'backbone.' in i.name}
+    assert gone and stored and not stored & gone
+    size = (shape[0] + 32, shape[1] - 16)
+    image = torch.rand(1, 3, *size) * 255
+    got = ExportedModel(str(out)).predict(image.numpy())
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[image[0]]), False)
+        ref = model.encode_decode(data['inputs'], [dict(img_shape=size, ori_shape=size,
+                                                        pad_shape=size)])[0]
+    assert relative_error(got['seg_logits'], ref) < 1e-4
 
 
 def _mmdet_predict(model, image: torch.Tensor, scale: float):

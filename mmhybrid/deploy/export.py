@@ -218,7 +218,8 @@ def export_onnx(config: str,
                 opset: int = DEFAULT_OPSET,
                 check: bool = True,
                 overwrite: bool = False,
-                cfg_options: Optional[dict] = None) -> ExportResult:
+                cfg_options: Optional[dict] = None,
+                switch_to_deploy: bool = False) -> ExportResult:
     """Exports the model of ``config`` with the weights of ``checkpoint`` to ``out``.
 
     Args:
@@ -233,6 +234,9 @@ def export_onnx(config: str,
         check: Run each file in onnxruntime at ``shape`` (and a second size when dynamic)
             and compare with PyTorch.
         overwrite: Replace existing output files.
+        switch_to_deploy: Fold the backbone for inference before the trace
+            (``HybridBackbone.switch_to_deploy``: BatchNorms, layer scales and depth-wise
+            residuals in the conv weights; the same outputs up to rounding).
 
     Raises:
         ExportError: Unsupported model, checkpoint that does not fit, size below the minimum,
@@ -249,6 +253,11 @@ def export_onnx(config: str,
         checkpoint_meta = load_weights(model, checkpoint)
     except CheckpointMismatchError as error:
         raise ExportError(str(error)) from error
+    if switch_to_deploy:
+        if not callable(getattr(model.backbone, 'switch_to_deploy', None)):
+            raise ExportError(f'{config}: the {type(model.backbone).__name__} backbone has no '
+                              f'switch_to_deploy()')
+        model.backbone.switch_to_deploy()
     minimum = min_input_size(model)
     height, width = _check_size(shape, minimum, 'trace size')
     make_exportable(model)
@@ -258,6 +267,7 @@ def export_onnx(config: str,
     hw = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC} if dynamic else {}
     metadata: Dict[str, Any] = dict(
         kind=kind, config=osp.basename(config), opset=opset, dynamic=dynamic,
+        switch_to_deploy=bool(switch_to_deploy),
         input_shape=None if dynamic else [height, width], min_size=minimum,
         dataset_meta=_dataset_meta(cfg, checkpoint_meta))
     try:

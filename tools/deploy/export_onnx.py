@@ -2,13 +2,16 @@
 """Export a segmenter or detector of this package to ONNX, checked against PyTorch.
 
     python tools/deploy/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--shape H W] [--dynamic]
+        [--switch-to-deploy]
 
 Segmenters (mmseg EncoderDecoder) export end to end: image → per-class logits at the input size.
 Detectors export up to their raw head outputs (RetinaNet: per-level class logits and box deltas;
 Mask R-CNN/Faster R-CNN: the FPN maps and RPN outputs in OUT.onnx, the box and mask heads in
 OUT.bbox_head.onnx / OUT.mask_head.onnx); ``mmhybrid.deploy.postprocess`` turns them into boxes
 and masks (docs/deploy.md). With ``--dynamic`` height and width are free (at least the model's
-minimum). Every file is run in onnxruntime at the trace size (and a second size with
+minimum). ``--switch-to-deploy`` folds the backbone's norms, layer scales and depth-wise residuals
+into its convs before the trace (``HybridBackbone.switch_to_deploy``). Every file is run in
+onnxruntime at the trace size (and a second size with
 ``--dynamic``) and compared with PyTorch before it is written; nothing is left on failure.
 Needs the ``deploy`` extra: ``pip install -e .[deploy]``.
 """
@@ -36,6 +39,8 @@ def parse_args(argv=None):
     parser.add_argument('--no-check', action='store_true',
                         help='skip the onnxruntime-vs-PyTorch check')
     parser.add_argument('--overwrite', action='store_true', help='replace existing files')
+    parser.add_argument('--switch-to-deploy', action='store_true',
+                        help='fold the backbone\'s norms into its convs before the trace')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     return parser.parse_args(argv)
@@ -52,7 +57,8 @@ def main(argv=None) -> int:
     try:
         result = export_onnx(args.config, args.checkpoint, args.out, shape=args.shape,
                              dynamic=args.dynamic, opset=args.opset, check=not args.no_check,
-                             overwrite=args.overwrite, cfg_options=args.cfg_options)
+                             overwrite=args.overwrite, cfg_options=args.cfg_options,
+                             switch_to_deploy=args.switch_to_deploy)
     except (ExportError, FileNotFoundError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
