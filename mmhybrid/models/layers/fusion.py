@@ -49,9 +49,10 @@ def fusion_enabled(x: torch.Tensor) -> bool:
 
 
 def bn_affine(bn: nn.Module) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` per channel, or ``None`` when
-    ``bn`` is not a BatchNorm using running statistics (training mode, no running stats) or a
-    :class:`ChannelAffine` (whose own two parameters are returned)."""
+    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` per channel: computed for a
+    BatchNorm using running statistics, the module's own two parameters for a
+    :class:`ChannelAffine`; ``None`` for anything else (a BatchNorm in training mode or without
+    running statistics, other norms)."""
     if type(bn) is ChannelAffine:
         return bn.scale, bn.shift
     if not isinstance(bn, _BatchNorm) or bn.training or bn.running_mean is None:
@@ -247,5 +248,5 @@ def fold_bns_around_pointwise_(pre: nn.Module, conv: nn.Conv2d, post: nn.Module)
     if pre_affine is None or post_affine is None:
         return False
     _set_params(conv, *fold_bn_around(conv.weight.flatten(1), conv.bias, pre_affine,
-                                           post_affine))
+                                      post_affine))
     return True
