@@ -3,6 +3,7 @@ every family: onnxruntime equals PyTorch at two input sizes from one dynamic fil
 post-processing gives mmdet's own predictions, tools/infer.py draws both, and bad input fails
 cleanly without leaving files."""
 import copy
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,35 @@ def test_export_and_infer_tools(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         picture = cv2.imread(str(tmp_path / 'vis' / name))
         assert picture is not None and picture.shape[:2] == (120, 170)
+
+
+def test_benchmark_onnx_times_the_folded_file(tmp_path, capsys):
+    """tools/deploy/benchmark_onnx.py --switch-to-deploy: both files (as built and folded) are
+    exported, checked against the unfolded model at every size (random BatchNorm statistics,
+    so the fold changes the weights) and timed; one table row per config."""
+    spec = importlib.util.spec_from_file_location('_benchmark_onnx',
+                                                  REPO / 'tools/deploy/benchmark_onnx.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = tiny_config(tmp_path, 'TransCNN', SEG_CONFIGS['TransCNN'])
+    threads = torch.get_num_threads()
+    try:
+        assert tool.main([str(config), '--shape', '64', '96', '--check-sizes', '96x64',
+                          '--repeat', '1', '--threads', '1', '--switch-to-deploy']) == 0
+    finally:
+        torch.set_num_threads(threads)
+    header, _, row = capsys.readouterr().out.strip().splitlines()[-3:]
+    assert 'onnxruntime, deployed file (s)' in header
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[:2] == [config.name, '64x96'] and len(cells) == 9
+    assert all(float(c) > 0 for c in cells[2:6]) and cells[6].endswith('x')
+    assert float(cells[8]) < 1e-4
+
+    model, _ = build_model(str(config))
+    tool.randomize_norm_statistics_(model)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(not torch.equal(m.running_var, torch.ones_like(m.running_var))
+                         for m in norms)
+    calls = []
+    medians = tool.alternating_medians([lambda: calls.append('a'), lambda: calls.append('b')], 3)
+    assert calls == ['a', 'b'] * 4 and len(medians) == 2

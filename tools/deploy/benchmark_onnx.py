@@ -2,13 +2,19 @@
 """PyTorch eager vs onnxruntime on this machine, one real-size model per family.
 
     python tools/deploy/benchmark_onnx.py [CONFIG ...] [--shape H W] [--repeat N] [--threads T]
+        [--switch-to-deploy]
 
 For each config (default: one Semantic FPN segmenter per family) the model is built with random
 weights (the timing does not depend on them), exported with a dynamic size, checked against
 PyTorch at the benchmark size (max relative error), and timed: batch 1, fp32, median of
-``--repeat`` runs after one warm-up, both runtimes with the same thread count; the same file is
-also compared with PyTorch at ``--check-sizes`` (one real-size check per family). Prints a
-markdown table (docs/deploy.md).
+``--repeat`` runs after one warm-up, both runtimes with the same thread count, their runs
+alternating (so that a machine whose speed drifts slows both alike); the same file is also
+compared with PyTorch at ``--check-sizes`` (one real-size check per family). With
+``--switch-to-deploy`` a second file is exported from the folded backbone
+(``HybridBackbone.switch_to_deploy``) and timed in the same alternation, with the folded model
+in PyTorch eager beside it; the error column then covers both files (each against the unfolded
+model). BatchNorm statistics are drawn at random (as trained ones would be), so that folding them
+is not a no-op. Prints a markdown table (docs/deploy.md).
 """
 import argparse
 import os.path as osp
@@ -28,14 +34,32 @@ DEFAULT_CONFIGS = [
 ]
 
 
-def _median_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def alternating_medians(fns, repeat):
+    """Median seconds of each callable over ``repeat`` rounds, one warm-up call each first; every
+    round calls them one after the other."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
+
+
+def randomize_norm_statistics_(model) -> None:
+    """Random running statistics in every BatchNorm (a freshly built one holds 0 and 1, so
+    that folding it would change nothing worth timing)."""
+    import torch
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) \
+                and module.running_mean is not None:
+            module.running_mean.copy_(torch.randn(module.running_mean.shape,
+                                                  generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.running_var.shape,
+                                                generator=generator) + 0.5)
 
 
 def main(argv=None) -> int:
@@ -47,7 +71,12 @@ def main(argv=None) -> int:
     parser.add_argument('--check-sizes', nargs='*', default=['800x1333', '600x917'],
                         help='further sizes at which the one dynamic file is compared with '
                         'PyTorch (HxW)')
+    parser.add_argument('--switch-to-deploy', action='store_true',
+                        help='also export and time the model with its backbone folded '
+                        '(HybridBackbone.switch_to_deploy)')
     args = parser.parse_args(argv)
+
+    import copy
 
     import numpy as np
     import onnxruntime as ort
@@ -56,49 +85,76 @@ def main(argv=None) -> int:
     from mmhybrid.deploy.export import build_model, export_onnx
     from mmhybrid.deploy.graphs import SegmenterGraph
     torch.set_num_threads(args.threads)
-    rows = ['| config | input | PyTorch eager (s) | onnxruntime (s) | speed-up | export (s) | '
-            f'max rel. error ({args.shape[0]}x{args.shape[1]}, {", ".join(args.check_sizes)}) |',
-            '|---|---|---|---|---|---|---|']
+    size = f'{args.shape[0]}x{args.shape[1]}'
+    errors = f'max rel. error ({size}, {", ".join(args.check_sizes)}) |'
+    if args.switch_to_deploy:
+        rows = ['| config | input | PyTorch eager (s) | eager, deployed (s) | onnxruntime (s) | '
+                'onnxruntime, deployed file (s) | onnxruntime speed-up, deployed / as built | '
+                'export (s) | ' + errors,
+                '|---|---|---|---|---|---|---|---|---|']
+    else:
+        rows = ['| config | input | PyTorch eager (s) | onnxruntime (s) | speed-up | export (s) | '
+                + errors, '|---|---|---|---|---|---|---|']
     for config in args.configs:
         if not osp.isfile(config):  # renamed configs (e.g. 80k -> 40k) are reported, not fatal
             print(f'skipping {config}: not found', file=sys.stderr)
             continue
         torch.manual_seed(0)
         model, _ = build_model(config)
+        randomize_norm_statistics_(model)
+        graphs = [SegmenterGraph(model).eval()]
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = osp.join(tmp, 'model.pth')
             torch.save({'state_dict': model.state_dict()}, checkpoint)
-            out = osp.join(tmp, 'model.onnx')
-            start = time.perf_counter()
-            export_onnx(config, checkpoint, out, shape=args.shape, dynamic=True, check=False)
-            export_s = time.perf_counter() - start
+            files, export_s = [osp.join(tmp, 'model.onnx')], []
+            if args.switch_to_deploy:
+                files.append(osp.join(tmp, 'model.deployed.onnx'))
+                deployed = copy.deepcopy(model)
+                deployed.backbone.switch_to_deploy()
+                graphs.append(SegmenterGraph(deployed).eval())
+            for i, out in enumerate(files):
+                start = time.perf_counter()
+                export_onnx(config, checkpoint, out, shape=args.shape, dynamic=True,
+                            check=False, switch_to_deploy=i == 1)
+                export_s.append(time.perf_counter() - start)
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads
-            session = ort.InferenceSession(out, options, providers=['CPUExecutionProvider'])
+            sessions = [ort.InferenceSession(out, options, providers=['CPUExecutionProvider'])
+                        for out in files]
+            err = 0.
+            for text in [size] + list(args.check_sizes):
+                image = torch.rand(1, 3, *map(int, text.split('x'))) * 255
+                with torch.no_grad():
+                    ref = graphs[0](image).numpy()
+                for session in sessions:
+                    got = session.run(None, {'image': image.numpy()})[0]
+                    err = max(err, float(np.abs(got - ref).max() / np.abs(ref).max()))
+
             image = torch.rand(1, 3, *args.shape) * 255
-            graph = SegmenterGraph(model).eval()
-            with torch.no_grad():
-                ref = graph(image).numpy()
-            got = session.run(None, {'image': image.numpy()})[0]
-            err = float(np.abs(got - ref).max() / np.abs(ref).max())
-            for text in args.check_sizes:
-                other = torch.rand(1, 3, *map(int, text.split('x'))) * 255
-                with torch.no_grad():
-                    ref_other = graph(other).numpy()
-                got_other = session.run(None, {'image': other.numpy()})[0]
-                err = max(err, float(np.abs(got_other - ref_other).max()
-                                     / np.abs(ref_other).max()))
 
-            def eager():
-                with torch.no_grad():
-                    graph(image)
+            def eager(graph):
+                def run():
+                    with torch.no_grad():
+                        graph(image)
+                return run
 
-            eager_s = _median_time(eager, args.repeat)
-            onnx_s = _median_time(lambda: session.run(None, {'image': image.numpy()}),
-                                  args.repeat)
-        rows.append(f'| {osp.basename(config)} | {args.shape[0]}x{args.shape[1]} | '
-                    f'{eager_s:.3f} | {onnx_s:.3f} | {eager_s / onnx_s:.2f}x | {export_s:.0f} | '
-                    f'{err:.1e} |')
+            def onnx(session):
+                return lambda: session.run(None, {'image': image.numpy()})
+
+            # Alternating: eager, onnx[, eager deployed, onnx deployed].
+            fns = [f for pair in zip(map(eager, graphs), map(onnx, sessions)) for f in pair]
+            times = alternating_medians(fns, args.repeat)
+        name = osp.basename(config)
+        exports = ' / '.join(f'{s:.0f}' for s in export_s)
+        if args.switch_to_deploy:
+            eager_s, onnx_s, eager_dep_s, onnx_dep_s = times
+            rows.append(f'| {name} | {size} | {eager_s:.3f} | {eager_dep_s:.3f} | {onnx_s:.3f} | '
+                        f'{onnx_dep_s:.3f} | {onnx_s / onnx_dep_s:.2f}x | {exports} | '
+                        f'{err:.1e} |')
+        else:
+            eager_s, onnx_s = times
+            rows.append(f'| {name} | {size} | {eager_s:.3f} | {onnx_s:.3f} | '
+                        f'{eager_s / onnx_s:.2f}x | {exports} | {err:.1e} |')
         print(rows[-1], flush=True)
     print('\n'.join(rows))
     return 0
