@@ -13,6 +13,8 @@ Backends, to keep the suite short on a 2-core CPU:
   boundary with ``LayerNorm2d`` lowered with dynamic sizes (a whole tiny model takes 30-90 s
   to compile here; docs/benchmarks.md records the inductor runs of every family).
 """
+import re
+
 import pytest
 import torch
 import torch._dynamo as dynamo
@@ -287,12 +289,20 @@ def test_recomputed_backward_is_one_opaque_call_in_compiled_graphs(needs):
                 if n.target in (torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default)]
 
 
-def test_frozen_inference_matches_eager():
+def test_frozen_inference_matches_eager(monkeypatch):
     """Inference compiled by inductor with ``freezing`` (weights as graph constants, the
-    documented deployment setting): CMT's tiny arch (BatchNorms that inductor folds, the
-    resized position bias, the eager-only folds and row bands switched off while compiling)
-    gives eager's outputs. ~1 min of compile on 2 cores: one family stands for the rest
+    documented deployment setting, ``compile_frozen``): CMT's tiny arch (BatchNorms that
+    inductor folds, the resized position bias, the eager-only folds and row bands switched off
+    while compiling) gives eager's outputs. Freezing is in effect (the convolutions run
+    inductor's packed oneDNN op; ``torch.compile(options=dict(freezing=True))`` leaves the
+    weights graph inputs with torch 2.13), and where oneDNN's products are preferred the IRFFN's
+    1x1 convolutions on channels-last maps stay convolutions (MKL's packed product runs only
+    the model's linear layers). ~1 min of compile on 2 cores: one family stands for the rest
     (docs/benchmarks.md has every family's compiled rows)."""
+    from torch._inductor.utils import run_and_get_code
+    from mmhybrid.models.layers import linear as linear_layers
+    from mmhybrid.utils import compile_frozen
+    monkeypatch.setattr(linear_layers, 'ENABLED', True)
     model = build('CMT').eval()
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics to fold
@@ -301,8 +311,13 @@ def test_frozen_inference_matches_eager():
     x = torch.randn(BATCH, 3, *SIZES[0])
     with torch.no_grad():
         expected = model(x)
-        compiled = torch.compile(model, options=dict(freezing=True))
-        outs = compiled(x)
+    compiled = compile_frozen(model, fullgraph=True)
+    outs, code = run_and_get_code(compiled, x)
+    assert torch.is_grad_enabled()  # only inside the call
     assert len(outs) == len(expected)
     for out, ref in zip(outs, expected):
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    calls = re.findall(r'= (torch\.ops\.[\w.]+)\(', '\n'.join(code))
+    assert 'torch.ops.mkldnn._convolution_pointwise.default' in calls
+    linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert calls.count('torch.ops.mkl._mkl_linear.default') == linears > 0

@@ -258,19 +258,24 @@ def test_benchmark_compile_rows(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize('mode', ['fwd', 'fwdbwd'])
 def test_benchmark_compiles_inference_frozen(mode, monkeypatch):
-    """Compiled forward rows freeze the weights (inductor's ``freezing``, as deployed);
-    compiled training rows compile plainly (a frozen graph has no weight gradients)."""
+    """Compiled forward rows freeze the weights (inductor's ``freezing`` on during every call,
+    ``compile_frozen``, as deployed); compiled training rows compile plainly (a frozen graph
+    has no weight gradients)."""
+    import torch._inductor.config as inductor_config
     from mmhybrid.utils import benchmark
     calls = []
 
     def fake_compile(model, **kwargs):
-        calls.append(kwargs)
-        return model
+        def run(x):
+            calls.append((kwargs, inductor_config.freezing, torch.is_grad_enabled()))
+            return model(x)
+        return run
 
-    monkeypatch.setattr(benchmark.torch, 'compile', fake_compile)
+    monkeypatch.setattr(torch, 'compile', fake_compile)
     result = benchmark.measure('van:b0', (64, 64), 'cpu', 'fp32', mode, reference=False,
                                warmup=1, repeat=1, batch=1, kwargs={}, compile=True)
     frozen = mode == 'fwd'
-    assert calls == [dict(options=dict(freezing=True)) if frozen else {}]
+    assert calls == [({}, frozen, not frozen)] * 2  # warm-up and timed call
+    assert not inductor_config.freezing
     assert result['freezing'] is frozen and result['compile'] is True
     assert (' (frozen) |' in benchmark.to_markdown([result], 'cmd')) is frozen

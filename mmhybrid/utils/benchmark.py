@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from ..engine import atomic_write_bytes
 from ..models.layers import linear as linear_layers
 from .build import build_backbone, resolve_specs
+from .compile import compile_frozen
 from .complexity import count_macs
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -128,8 +129,7 @@ def measure(spec: str,
     else:
         model.train()
     freezing = compile and mode == 'fwd'
-    run = (torch.compile(model, options=dict(freezing=True)) if freezing else
-           torch.compile(model) if compile else model)
+    run = (compile_frozen(model) if freezing else torch.compile(model) if compile else model)
 
     def step():
         if mode == 'fwd':
@@ -367,7 +367,7 @@ def compile_table(results: List[Dict[str, Any]]) -> str:
         return ''
     return ('\n\nEager against `torch.compile` (inductor), same run (speed-up = eager time / '
             'compiled time; compile s = the first call\'s extra time; "frozen": inference '
-            'compiled with `options=dict(freezing=True)`):\n\n| backbone | size | '
+            'compiled with `mmhybrid.utils.compile_frozen`):\n\n| backbone | size | '
             'dtype | mode | eager ms | compiled ms | speed-up | compile s |\n'
             '|---|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
 

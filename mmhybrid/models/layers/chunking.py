@@ -42,6 +42,17 @@ def lowering_for_inductor() -> bool:
     return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
 
 
+def frozen_inductor_inference() -> bool:
+    """Whether the call is being traced by ``torch.compile`` for an inductor inference graph
+    with frozen weights (inductor's ``freezing`` config on, no gradient recorded): there the
+    weights are constants of the graph and inductor packs every convolution's weights for
+    oneDNN once (``mkldnn._convolution_pointwise``), where a linear layer's go to MKL."""
+    if not lowering_for_inductor() or torch.is_grad_enabled():
+        return False
+    import torch._inductor.config as inductor_config  # loaded: inductor is compiling
+    return bool(inductor_config.freezing)
+
+
 def rows_per_band(x: torch.Tensor, hidden_channels: int,
                   band_bytes: int = DEFAULT_BAND_BYTES) -> int:
     """Rows of ``x`` (NCHW) whose ``hidden_channels``-channel map takes about ``band_bytes``."""

@@ -5,16 +5,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .chunking import is_channels_last
+from . import linear as linear_module
+from .chunking import frozen_inductor_inference, is_channels_last
 from .linear import linear
+
+
+def onednn_graph_conv_applies(x: torch.Tensor) -> bool:
+    """Whether a 1x1 convolution on ``x`` is being traced into a frozen inductor inference
+    graph on a CPU where oneDNN's products are the faster (:data:`.linear.ENABLED`): there it
+    stays a convolution, whose weights inductor packs for oneDNN once, where as a linear layer
+    it would run MKL's product (its AVX2 code on an AMD CPU: CMT-S at 224, 57 against 41 ms per
+    forward, docs/benchmarks.md, session 18)."""
+    return (linear_module.ENABLED and torch.backends.mkldnn.enabled and x.device.type == 'cpu'
+            and x.dtype == torch.float32 and frozen_inductor_inference())
 
 
 def pointwise_linear(x: torch.Tensor, weight: torch.Tensor,
                      bias: Optional[torch.Tensor]) -> torch.Tensor:
     """A 1x1 convolution with an ``(out, in)`` weight on an NCHW map: a linear layer over the
     channels on a channels-last map (:func:`.linear.linear`; channels-last result),
-    ``F.conv2d`` otherwise."""
-    if is_channels_last(x):
+    ``F.conv2d`` otherwise and in the frozen inductor graphs where a convolution runs on oneDNN
+    (:func:`onednn_graph_conv_applies`)."""
+    if is_channels_last(x) and not onednn_graph_conv_applies(x):
         return linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
     return F.conv2d(x, weight[:, :, None, None], bias)
 
@@ -25,7 +37,8 @@ def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
     On a channels-last map a 1x1 convolution is a ``(H*W, C_in) @ (C_in, C_out)`` product, run
     by :func:`.linear.linear` on the ``(B, H, W, C)`` view. The result is the same map (up to
-    rounding), channels-last. Any other conv or layout calls ``conv`` itself.
+    rounding), channels-last; in the frozen inductor graphs of :func:`onednn_graph_conv_applies`
+    a convolution still. Any other conv or layout calls ``conv`` itself.
     """
     if (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
             and conv.dilation == (1, 1) and conv.groups == 1 and is_channels_last(x)):

@@ -1,0 +1,28 @@
+"""Compiled inference with the weights frozen into the graph."""
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+
+def compile_frozen(module: nn.Module, **compile_kwargs: Any) -> Callable[..., Any]:
+    """``torch.compile(module, **compile_kwargs)`` for inference with inductor's ``freezing``
+    in effect: the returned callable runs every call (the first, which compiles, and each new
+    size, which may) under ``torch.no_grad()`` with ``torch._inductor.config.freezing`` on, so
+    that the weights become constants of the graph (BatchNorms fold, convolution weights are
+    packed for oneDNN once). Load the weights before the first call.
+
+    ``torch.compile(module, options=dict(freezing=True))`` does not do this with torch 2.13:
+    dynamo decides whether parameters are graph inputs by the global config before inductor's
+    options apply, so the graph keeps them as inputs and nothing is folded or packed
+    (docs/benchmarks.md, session 18; pytorch/pytorch#139272 describes the mechanism).
+    The compiled module is the callable's ``compiled`` attribute."""
+    import torch._inductor.config as inductor_config
+    compiled = torch.compile(module, **compile_kwargs)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+
+    run.compiled = compiled
+    return run
