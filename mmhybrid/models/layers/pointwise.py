@@ -16,8 +16,10 @@ def onednn_graph_conv_applies(x: torch.Tensor) -> bool:
     stays a convolution, whose weights inductor packs for oneDNN once, where as a linear layer
     it would run MKL's product (its AVX2 code on an AMD CPU: CMT-S at 224, 57 against 41 ms per
     forward, docs/benchmarks.md, session 18)."""
-    return (linear_module.ENABLED and torch.backends.mkldnn.enabled and x.device.type == 'cpu'
-            and x.dtype == torch.float32 and frozen_inductor_inference())
+    # The tracing test first: in eager mode (every call on the hot path) it alone decides.
+    return (frozen_inductor_inference() and linear_module.ENABLED
+            and torch.backends.mkldnn.enabled and x.device.type == 'cpu'
+            and x.dtype == torch.float32)
 
 
 def pointwise_linear(x: torch.Tensor, weight: torch.Tensor,
