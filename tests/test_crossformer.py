@@ -16,6 +16,7 @@ from mmhybrid.models.backbones import crossformer
 from mmhybrid.models.backbones.crossformer import (CrossFormerBlock, CrossScaleMerging,
                                                    CrossScalePatchEmbed, group_chunks,
                                                    has_cooling, space_to_depth_conv)
+from mmhybrid.models.layers import attention as attention_module
 from mmhybrid.models.layers import group_shape, is_channels_last
 
 # crossformer_tiny_reduced*.pth: CrossFormer-T layout with dims 16..128 and depths 2,2,2,2.
@@ -250,6 +251,9 @@ def test_attention_goes_through_sdpa(monkeypatch, size):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(F, 'scaled_dot_product_attention', spy)
+    # The CPU's explicit short-key path (windows of few keys) off: the route under test is the
+    # one CUDA takes.
+    monkeypatch.setattr(attention_module, 'SHORT_KEY_ATTENTION', False)
     model = reduced_model().eval()
     with torch.no_grad():
         model(torch.randn(1, 3, *size))

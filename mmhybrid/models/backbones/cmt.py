@@ -27,7 +27,7 @@ from ..layers import (LayerNorm2d, Linear, Stage, add_residual, eager_inference,
                       resize_position_bias, rows_per_band, split_heads)
 from ..layers.fusion import (ChannelAffine, add_identity_tap, batch_norm_, bn_affine, conv_act,
                              fold_bn_after, fold_bn_around, fold_bns_around_pointwise_,
-                             fold_identity_tap_, fold_norms_, fusion_enabled, gelu_)
+                             fold_identity_tap_, fold_norms_, fusion_enabled)
 from ..layers.position_bias import Grid, RowBandBias
 from .base import NUM_STAGES, HybridBackbone
 
@@ -251,9 +251,9 @@ class IRFFN(nn.Module):
                        x: torch.Tensor) -> torch.Tensor:
         # Inference: the residual as the 3x3 conv's centre tap (x + dw(x)), run with its GELU
         # in one call; norm2 and norm3 folded into fc2 when ``fc2`` gives the folded weights.
-        # act1 and norm1 in place on fc1's fresh map (norm1 is not folded: the 3x3 conv's zero
-        # padding lies between it and the conv).
-        x = gelu_(self.act1, pointwise_conv(self.fc1, x), self.fc1)
+        # act1 applied as fc1 writes its map, norm1 in place on it (norm1 is not folded: the
+        # 3x3 conv's zero padding lies between it and the conv).
+        x = pointwise_conv(self.fc1, x, self.act1)
         x = batch_norm_(self.norm1, x, self.fc1, self.act1)
         weight = self.dwconv.weight
         x = conv_act(x, weight if self.dw_residual_folded else add_identity_tap(weight),

@@ -9,6 +9,11 @@ silently send it to the math path that materialises the logits. CUDA's fused ker
 need the mask's last dimension to have unit stride. A bias that needs a gradient has no fused
 CPU backward: such calls go through :mod:`.attention_grad` (fused forward, probabilities
 recomputed in the backward instead of stored).
+
+Eager inference on the CPU over few keys (windows, reduced key grids: at most
+:data:`SHORT_KEYS`) runs as explicit products instead (:func:`short_key_attention`): the fused
+kernel is slower there (7x7 windows: 1.5-1.7x, docs/benchmarks.md, session 19), and chunks of
+groups keep the explicit logits small.
 """
 from typing import Optional, Tuple
 
@@ -17,11 +22,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention_grad import recomputed_bias_attention, use_recomputed_bias_attention
+from .chunking import eager_inference
 from .linear import Linear
 
 # The official codes mask padded keys by adding -1e6 (not -inf): a group made only of padding
 # then still has a finite softmax (its outputs are discarded with the padding).
 PADDING_MASK_VALUE = -1e6
+
+# Switch for tests and A/B measurements: False keeps SDPA for every call.
+SHORT_KEY_ATTENTION = True
+# Calls over at most this many keys may run as explicit products (:func:`short_key_attention`),
+# in chunks of groups whose logits take about SHORT_KEY_CHUNK_BYTES.
+SHORT_KEYS = 64
+SHORT_KEY_CHUNK_BYTES = 2**20
 
 
 def split_heads(x: torch.Tensor, parts: int, num_heads: int) -> Tuple[torch.Tensor, ...]:
@@ -109,11 +122,67 @@ def grouped_attention(q: torch.Tensor,
     if use_recomputed_bias_attention(q, mask):
         # A learnable bias on the CPU: SDPA would store the probabilities for its backward.
         out = recomputed_bias_attention(q, k, v, mask, scale)
+    elif use_short_key_attention(q, k, mask):
+        out = short_key_attention(q, k, v, mask, scale)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     if out.shape[-1] != dim:  # the padding channel (padding_as_key_channel)
         out = out[..., :dim]
     return out.reshape(batch, groups, heads, num_q, dim)
+
+
+def use_short_key_attention(q: torch.Tensor, k: torch.Tensor,
+                            mask: Optional[torch.Tensor]) -> bool:
+    """Whether :func:`short_key_attention` replaces SDPA for ``(N, heads, L, d)`` operands:
+    eager inference (:func:`.chunking.eager_inference`) on float32 CPU tensors, over at most
+    :data:`SHORT_KEYS` keys, in two or more groups (windows or images: one group's call gained
+    nothing, CMT-S at 224 lost 2-4%) whose logits take at most 8 chunks' bytes each."""
+    # Eager inference first: a traced call must not reach the size tests (a guard on them
+    # would recompile a dynamic graph).
+    if not (SHORT_KEY_ATTENTION and eager_inference() and q.device.type == 'cpu'
+            and q.dtype == torch.float32 and k.dtype == q.dtype
+            and (mask is None or mask.dtype == q.dtype)):
+        return False
+    groups, heads, num_q, num_k = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    return (groups > 1 and num_k <= SHORT_KEYS
+            and heads * num_q * num_k * q.element_size() <= 8 * SHORT_KEY_CHUNK_BYTES)
+
+
+def short_key_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        mask: Optional[torch.Tensor], scale: Optional[float]) -> torch.Tensor:
+    """``softmax(q k^T * scale + mask) v`` for ``(N, heads, L, d)`` operands as batched
+    products, in chunks of the ``N`` groups whose logits take about
+    :data:`SHORT_KEY_CHUNK_BYTES` (inference only: nothing is kept for a backward).
+
+    ``mask`` broadcasts to ``(N, heads, Lq, Lk)`` (its first dimension 1 or ``N``). The result
+    is laid out ``(N, Lq, heads, d)`` as SDPA's CPU kernel lays out its own, so that merging
+    the heads is a view."""
+    groups, heads, num_q, dim = q.shape
+    num_k = k.shape[2]
+    scale = dim**-0.5 if scale is None else scale
+    out = q.new_empty(groups, num_q, heads, dim)
+    step = max(1, SHORT_KEY_CHUNK_BYTES // (heads * num_q * num_k * q.element_size()))
+    for start in range(0, groups, step):
+        stop = min(start + step, groups)
+        count = (stop - start) * heads
+        keys_t = k[start:stop].reshape(count, num_k, dim).transpose(1, 2)
+        queries = q[start:stop].reshape(count, num_q, dim)
+        part = None
+        if mask is not None:
+            part = mask if mask.shape[0] == 1 else mask[start:stop]
+        if part is not None and stop - start == 1:
+            # One image of the mask: the product adds it itself.
+            logits = torch.baddbmm(part.expand(1, heads, num_q, num_k).reshape(
+                count, num_q, num_k), queries, keys_t, alpha=scale)
+        else:
+            logits = torch.bmm(queries, keys_t).mul_(scale)
+            if part is not None:  # broadcast over the chunk's groups
+                logits.view(stop - start, heads, num_q, num_k).add_(part)
+        probs = torch.softmax(logits, -1)
+        del logits
+        values = torch.bmm(probs, v[start:stop].reshape(count, num_k, dim))
+        out[start:stop].copy_(values.view(stop - start, heads, num_q, dim).transpose(1, 2))
+    return out.transpose(1, 2)
 
 
 def padding_as_key_channel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -4,12 +4,14 @@ In eval mode a BatchNorm is a fixed per-channel affine map, so it folds into a l
 (or 1x1 / strided conv) next to it: ``BN(conv(x))`` always, ``conv(BN(x))`` only when no zero
 padding lies between the two (a padded border would see ``BN(0)`` instead of ``0``). A
 depth-wise conv plus its own input (``x + dw(x)``) is the same conv with 1 added to its
-centre tap. On the CPU, oneDNN runs a convolution with GELU applied to its output as it is
-written (one pass over the map instead of two). A GELU or an eval BatchNorm applied to a
-fresh map the caller owns runs in place (:func:`gelu_`, :func:`batch_norm_`): each map a module
-would allocate is memory the process touches for the first time (page faults cost more than
-the pass itself on a large map), so fewer fresh maps are faster. A module's output is
-overwritten only when no forward hook could hold it (:func:`unhooked`).
+centre tap. On the CPU, oneDNN runs a convolution or a linear layer with GELU applied to its
+output as it is written (one pass over the map instead of two: :func:`conv_act`,
+:func:`linear_act`). A GELU or an eval BatchNorm applied to a fresh map the caller owns runs
+in place (:func:`gelu_`, :func:`batch_norm_`): each map a module would allocate is memory the
+process touches for the first time (page faults cost more than the pass itself on a large
+map), so fewer fresh maps are faster. A module's output is overwritten only when no forward
+hook could hold it (:func:`unhooked`), and a fused call replaces a module's own only when no
+hook of it would run (:func:`plain_calls`).
 
 The folded weights are computed from the parameters and running statistics at every call (a
 few small ops; nothing is cached, so ``load_state_dict``, optimiser steps, ``.data`` writes and
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .chunking import eager_inference
+from .linear import linear, onednn_linear_applies
 
 # Switch for tests and A/B measurements: False runs the plain modules everywhere.
 ENABLED = True
@@ -145,6 +148,16 @@ def unhooked(*modules: nn.Module) -> bool:
                 or any(module._forward_hooks for module in modules))
 
 
+def plain_calls(*modules: nn.Module) -> bool:
+    """Whether calling ``modules`` would run their ``forward`` alone: no forward hook or
+    forward pre-hook of theirs or global ones. Only then may a fused call replace theirs (a
+    pre-hook may set the weights, as ``torch.nn.utils.prune`` does; a hook may read or replace
+    the output)."""
+    module_cls = nn.modules.module
+    return not (module_cls._global_forward_hooks or module_cls._global_forward_pre_hooks
+                or any(m._forward_hooks or m._forward_pre_hooks for m in modules))
+
+
 def batch_norm_(norm: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tensor:
     """``norm(x)``, overwriting ``x`` (NCHW, any memory format) when ``norm`` is a BatchNorm in
     eval mode, ``x`` has its parameters' dtype and no forward hook of ``producers`` (the modules
@@ -167,6 +180,20 @@ def gelu_(act: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tenso
     if type(act) is nn.GELU and unhooked(*producers):
         return torch.ops.aten.gelu_(x, approximate=act.approximate)
     return act(x)
+
+
+def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+               act: nn.Module) -> torch.Tensor:
+    """``act(linear(x, weight, bias))`` (:func:`.linear.linear`). Under
+    :func:`.chunking.eager_inference` an ``nn.GELU`` is applied by oneDNN's product as it writes
+    its output where :func:`.linear.onednn_linear_applies`, else in place on the product's
+    fresh result; elsewhere ``act`` is called on it."""
+    if type(act) is nn.GELU and eager_inference():
+        if onednn_linear_applies(x, weight):
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [],
+                                                      act.approximate)
+        return torch.ops.aten.gelu_(linear(x, weight, bias), approximate=act.approximate)
+    return act(linear(x, weight, bias))
 
 
 def conv_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],

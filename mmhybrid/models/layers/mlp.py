@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
-from .fusion import fusion_enabled, gelu_
+from .fusion import fusion_enabled, gelu_, linear_act, plain_calls
 from .linear import Linear
 
 
@@ -28,7 +28,10 @@ class Mlp(nn.Module):
         self.fc2 = Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.fc1(x)
-        if fusion_enabled(hidden):  # inference: the activation overwrites fc1's fresh output
-            return self.fc2(gelu_(self.act, hidden, self.fc1))
-        return self.fc2(self.act(hidden))
+        if not fusion_enabled(x):
+            return self.fc2(self.act(self.fc1(x)))
+        # Inference: the activation applied as fc1's product writes it (oneDNN), or in place
+        # on fc1's fresh output.
+        if plain_calls(self.fc1, self.act):
+            return self.fc2(linear_act(x, self.fc1.weight, self.fc1.bias, self.act))
+        return self.fc2(gelu_(self.act, self.fc1(x), self.fc1))

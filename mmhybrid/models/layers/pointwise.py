@@ -6,7 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import linear as linear_module
-from .chunking import frozen_inductor_inference, is_channels_last
+from .chunking import eager_inference, frozen_inductor_inference, is_channels_last
+from .fusion import gelu_, linear_act, plain_calls
 from .linear import linear
 
 
@@ -22,20 +23,27 @@ def onednn_graph_conv_applies(x: torch.Tensor) -> bool:
             and x.dtype == torch.float32)
 
 
-def pointwise_linear(x: torch.Tensor, weight: torch.Tensor,
-                     bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """A 1x1 convolution with an ``(out, in)`` weight on an NCHW map: a linear layer over the
-    channels on a channels-last map (:func:`.linear.linear`; channels-last result),
-    ``F.conv2d`` otherwise and in the frozen inductor graphs where a convolution runs on oneDNN
+def pointwise_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                     act: Optional[nn.Module] = None) -> torch.Tensor:
+    """A 1x1 convolution with an ``(out, in)`` weight on an NCHW map, followed by ``act`` when
+    given: a linear layer over the channels on a channels-last map (:func:`.linear.linear`, or
+    :func:`.fusion.linear_act` with ``act``; channels-last result), ``F.conv2d`` otherwise and
+    in the frozen inductor graphs where a convolution runs on oneDNN
     (:func:`onednn_graph_conv_applies`)."""
     if is_channels_last(x) and not onednn_graph_conv_applies(x):
-        return linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
-    return F.conv2d(x, weight[:, :, None, None], bias)
+        rows = x.permute(0, 2, 3, 1)
+        out = linear(rows, weight, bias) if act is None else linear_act(rows, weight, bias, act)
+        return out.permute(0, 3, 1, 2)
+    out = F.conv2d(x, weight[:, :, None, None], bias)
+    if act is None:
+        return out
+    return gelu_(act, out) if eager_inference() else act(out)
 
 
-def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor,
+                   act: Optional[nn.Module] = None) -> torch.Tensor:
     """``conv(x)`` for a plain 1x1 convolution, as a linear layer over the channels when ``x``
-    is channels-last.
+    is channels-last; ``act(conv(x))`` when ``act`` is given (:func:`pointwise_linear`).
 
     On a channels-last map a 1x1 convolution is a ``(H*W, C_in) @ (C_in, C_out)`` product, run
     by :func:`.linear.linear` on the ``(B, H, W, C)`` view. The result is the same map (up to
@@ -45,5 +53,8 @@ def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     if (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
             and conv.dilation == (1, 1) and conv.groups == 1 and is_channels_last(x)):
         weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
-        return pointwise_linear(x, weight, conv.bias)
-    return conv(x)
+        return pointwise_linear(x, weight, conv.bias, act)
+    out = conv(x)
+    if act is None:
+        return out
+    return gelu_(act, out, conv) if eager_inference() else act(out)
