@@ -12,7 +12,7 @@ recomputed in the backward instead of stored).
 
 Eager inference on the CPU over few keys (windows, reduced key grids: at most
 :data:`SHORT_KEYS`) runs as explicit products instead (:func:`short_key_attention`): the fused
-kernel is slower there (7x7 windows: 1.5-1.7x, docs/benchmarks.md, session 19), and chunks of
+kernel is slower there (7x7 windows: 1.4-1.7x, docs/benchmarks.md, session 19), and chunks of
 groups keep the explicit logits small.
 """
 from typing import Optional, Tuple
@@ -139,12 +139,12 @@ def use_short_key_attention(q: torch.Tensor, k: torch.Tensor,
     nothing, CMT-S at 224 lost 2-4%) whose logits take at most 8 chunks' bytes each."""
     # Eager inference first: a traced call must not reach the size tests (a guard on them
     # would recompile a dynamic graph).
-    if not (SHORT_KEY_ATTENTION and eager_inference() and q.device.type == 'cpu'
-            and q.dtype == torch.float32 and k.dtype == q.dtype
-            and (mask is None or mask.dtype == q.dtype)):
+    if not (SHORT_KEY_ATTENTION and eager_inference()):
         return False
     groups, heads, num_q, num_k = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-    return (groups > 1 and num_k <= SHORT_KEYS
+    return (groups > 1 and num_k <= SHORT_KEYS and q.device.type == 'cpu'
+            and q.dtype == torch.float32 and k.dtype == q.dtype
+            and (mask is None or mask.dtype == q.dtype)
             and heads * num_q * num_k * q.element_size() <= 8 * SHORT_KEY_CHUNK_BYTES)
 
 
