@@ -92,6 +92,20 @@ def test_mlp_fuses_only_plain_calls(onednn_products):
     assert seen == [1] and fused == 0
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     assert plain_calls(mlp.fc1, mlp.act)
+    # A replaced fc1 (another module with a weight) is called as it is.
+    mlp.fc1 = ScaledLinear(16, 48)
+    mlp.fc1.load_state_dict(dict(weight=torch.zeros(48, 16), bias=torch.ones(48)))
+    with torch.no_grad():
+        out, fused = _gelu_linear_calls(lambda: mlp(x))
+    assert fused == 0
+    torch.testing.assert_close(out, mlp.fc2(F.gelu(torch.full((2, 30, 48), 2.))))
+
+
+class ScaledLinear(nn.Linear):
+    """A linear layer whose forward is not ``F.linear`` (twice its output)."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
 
 
 @pytest.mark.parametrize('channels_last', [False, True])

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from . import linear as linear_module
 from .chunking import eager_inference, frozen_inductor_inference, is_channels_last
-from .fusion import gelu_, linear_act, plain_calls
+from .fusion import gelu_, linear_act
 from .linear import linear
 
 
