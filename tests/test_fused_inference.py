@@ -56,7 +56,7 @@ def test_linear_act_fuses_gelu_at_inference(approximate, onednn_products):
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('case', ['grad', 'relu', 'f_linear'])
+@pytest.mark.parametrize('case', ['grad', 'relu', 'f_linear', 'act_hook', 'global_hook'])
 def test_linear_act_without_fusion(case, monkeypatch):
     monkeypatch.setattr(linear_layers, 'ENABLED', case != 'f_linear')
     torch.manual_seed(0)
@@ -64,8 +64,16 @@ def test_linear_act_without_fusion(case, monkeypatch):
     weight, bias = torch.randn(12, 8), torch.randn(12)
     act = nn.ReLU() if case == 'relu' else nn.GELU()
     expected = act(F.linear(x, weight, bias))
-    with torch.set_grad_enabled(case == 'grad'):
-        out, fused = _gelu_linear_calls(lambda: linear_act(x, weight, bias, act))
+    # A hook on the activation (its own or a global one): the product does not replace it.
+    handle = (act.register_forward_hook(lambda *a: None) if case == 'act_hook' else
+              nn.modules.module.register_module_forward_hook(lambda *a: None)
+              if case == 'global_hook' else None)
+    try:
+        with torch.set_grad_enabled(case == 'grad'):
+            out, fused = _gelu_linear_calls(lambda: linear_act(x, weight, bias, act))
+    finally:
+        if handle is not None:
+            handle.remove()
     assert fused == 0
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     if case == 'grad':  # the plain chain, differentiable

@@ -182,18 +182,22 @@ def gelu_(act: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tenso
     return act(x)
 
 
+def activate_fresh(act: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tensor:
+    """``act(x)`` for a fresh map ``x`` the caller owns: under :func:`.chunking.eager_inference`
+    through :func:`gelu_` (in place where it may), otherwise a call of ``act``."""
+    return gelu_(act, x, *producers) if eager_inference() else act(x)
+
+
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                act: nn.Module) -> torch.Tensor:
     """``act(linear(x, weight, bias))`` (:func:`.linear.linear`). Under
-    :func:`.chunking.eager_inference` an ``nn.GELU`` is applied by oneDNN's product as it writes
-    its output where :func:`.linear.onednn_linear_applies`, else in place on the product's
-    fresh result; elsewhere ``act`` is called on it."""
-    if type(act) is nn.GELU and eager_inference():
-        if onednn_linear_applies(x, weight):
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [],
-                                                      act.approximate)
-        return torch.ops.aten.gelu_(linear(x, weight, bias), approximate=act.approximate)
-    return act(linear(x, weight, bias))
+    :func:`.chunking.eager_inference` an ``nn.GELU`` whose call would run its forward alone
+    (:func:`plain_calls`) is applied by oneDNN's product as it writes its output where
+    :func:`.linear.onednn_linear_applies`; otherwise :func:`activate_fresh` on the product."""
+    if (type(act) is nn.GELU and eager_inference() and plain_calls(act)
+            and onednn_linear_applies(x, weight)):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [], act.approximate)
+    return activate_fresh(act, linear(x, weight, bias))
 
 
 def conv_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],

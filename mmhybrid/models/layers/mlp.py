@@ -32,7 +32,7 @@ class Mlp(nn.Module):
             return self.fc2(self.act(self.fc1(x)))
         # Inference: the activation applied as fc1's product writes it (oneDNN), or in place
         # on fc1's fresh output. The product replaces fc1's call only for a linear layer of
-        # ours or torch's whose hooks would not run (a replaced fc1 is called as it is).
-        if type(self.fc1) in (Linear, nn.Linear) and plain_calls(self.fc1, self.act):
+        # ours or torch's without hooks (a replaced or hooked fc1 is called as it is).
+        if type(self.fc1) in (Linear, nn.Linear) and plain_calls(self.fc1):
             return self.fc2(linear_act(x, self.fc1.weight, self.fc1.bias, self.act))
         return self.fc2(gelu_(self.act, self.fc1(x), self.fc1))

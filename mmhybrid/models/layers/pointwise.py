@@ -6,8 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import linear as linear_module
-from .chunking import eager_inference, frozen_inductor_inference, is_channels_last
-from .fusion import gelu_, linear_act
+from .chunking import frozen_inductor_inference, is_channels_last
+from .fusion import activate_fresh, linear_act
 from .linear import linear
 
 
@@ -35,9 +35,7 @@ def pointwise_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
         out = linear(rows, weight, bias) if act is None else linear_act(rows, weight, bias, act)
         return out.permute(0, 3, 1, 2)
     out = F.conv2d(x, weight[:, :, None, None], bias)
-    if act is None:
-        return out
-    return gelu_(act, out) if eager_inference() else act(out)
+    return out if act is None else activate_fresh(act, out)
 
 
 def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor,
@@ -55,6 +53,4 @@ def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor,
         weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
         return pointwise_linear(x, weight, conv.bias, act)
     out = conv(x)
-    if act is None:
-        return out
-    return gelu_(act, out, conv) if eager_inference() else act(out)
+    return out if act is None else activate_fresh(act, out, conv)
