@@ -1,6 +1,7 @@
 """CMT: the resized position bias, variants, and the official key layout. Parity and checkpoint
 conversion are in test_parity.py and test_converters.py."""
 import argparse
+import copy
 from collections import OrderedDict
 
 import pytest
@@ -13,8 +14,13 @@ from mmhybrid.checkpoint import get_converter
 from mmhybrid.checkpoint.core import convert_checkpoint_file
 from mmhybrid.models import CMT
 from mmhybrid.models.backbones import cmt as cmt_module
-from mmhybrid.models.backbones.cmt import IRFFN, key_grid
-from mmhybrid.models.layers import RowBandBias, fusion, pointwise_linear, resize_position_bias
+from mmhybrid.models.backbones.cmt import key_grid
+import mmhybrid
+from mmhybrid.accel import cmt as accel_cmt
+from mmhybrid.accel.cmt import RowBandBias
+from mmhybrid.accel.ops import act_, affine_, conv_gelu, linear_act
+from mmhybrid.models.layers import ChannelAffine, resize_position_bias
+from mmhybrid.models.layers import folding
 
 # The parity README's reduced CMT-Ti (classifier fc_dim 256 / 100 classes is dropped).
 REDUCED_TI = PARITY_MODELS['cmt_tiny_reduced'][1]
@@ -237,70 +243,22 @@ def _randomised_norms(model):
     return model
 
 
-def _plain_and_rewritten(model, x, monkeypatch):
+def _plain_and_optimized(model, x):
+    optimized = mmhybrid.optimize_for_inference(copy.deepcopy(model))
     with torch.no_grad():
-        monkeypatch.setattr(fusion, 'ENABLED', False)
-        plain = model(x)
-        monkeypatch.setattr(fusion, 'ENABLED', True)
-        return plain, model(x)
+        return model(x), optimized(x)
 
 
 @pytest.mark.parametrize('channels_last', [True, False])
 @pytest.mark.parametrize('size', [(64, 96), (45, 71), (8, 8)])
-def test_folded_inference_equals_modules(size, channels_last, monkeypatch):
+def test_optimized_inference_equals_modules(size, channels_last):
     torch.manual_seed(0)
     model = _randomised_norms(CMT(arch=TINY, channels_last=channels_last)).eval()
-    x = torch.randn(2, 3, *size)
-    plain, rewritten = _plain_and_rewritten(model, x, monkeypatch)
-    torch.testing.assert_close(rewritten, plain, rtol=1e-5, atol=1e-5)
+    plain, optimized = _plain_and_optimized(model, torch.randn(2, 3, *size))
+    torch.testing.assert_close(optimized, plain, rtol=1e-5, atol=1e-5)
 
 
-def test_folds_follow_new_weights_and_training(monkeypatch):
-    # Nothing is cached: loaded weights and a training step (parameters and running statistics)
-    # take effect at the next inference.
-    torch.manual_seed(0)
-    model = _randomised_norms(CMT(arch=TINY)).eval()
-    x = torch.randn(1, 3, 64, 96)
-    first = _plain_and_rewritten(model, x, monkeypatch)[1]
-    other = _randomised_norms(CMT(arch=TINY))
-    model.load_state_dict(other.state_dict())
-    plain, rewritten = _plain_and_rewritten(model, x, monkeypatch)
-    torch.testing.assert_close(rewritten, plain, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(first[0], rewritten[0])
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 96))).backward()
-    optimizer.step()
-    model.eval()
-    plain, after_step = _plain_and_rewritten(model, x, monkeypatch)
-    torch.testing.assert_close(after_step, plain, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(after_step[0], rewritten[0])
-
-
-def test_no_rewrites_with_autograd_or_in_training(monkeypatch):
-    # Training (and any forward that records a gradient) runs the modules themselves.
-    calls = []
-    for name in ('bn_affine', 'conv_act', 'add_identity_tap'):
-        original = getattr(cmt_module, name)
-        monkeypatch.setattr(cmt_module, name,
-                            lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k))
-    model = CMT(arch=TINY).eval()
-    model(torch.randn(1, 3, 64, 64))
-    model.train()(torch.randn(2, 3, 64, 64))
-    assert not calls
-    with torch.no_grad():
-        model.eval()(torch.randn(1, 3, 64, 64))
-    assert calls
-
-
-def test_fc2_fold_only_on_maps_larger_than_its_weight():
-    ffn = _randomised_norms(IRFFN(8, 32, dict(type='BN'), dict(type='GELU'))).eval()
-    assert ffn.folded_fc2(torch.empty(1, 8, 4, 4)) is None  # 16 positions < 32 channels
-    assert ffn.folded_fc2(torch.empty(1, 8, 4, 8)) is not None
-    assert ffn.train().folded_fc2(torch.empty(1, 8, 4, 8)) is None  # batch statistics
-
-
-def test_fusion_helpers_equal_the_modules():
+def test_fold_and_fused_ops_equal_the_modules():
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(6, 4, 1)
     pre = _randomised_norms(torch.nn.BatchNorm2d(6)).eval()
@@ -308,60 +266,51 @@ def test_fusion_helpers_equal_the_modules():
     x = torch.randn(2, 6, 5, 7)
     with torch.no_grad():
         expected = post(conv(pre(x)))
-        weight, bias = fusion.fold_bn_around(conv.weight.flatten(1), conv.bias,
-                                             fusion.bn_affine(pre), fusion.bn_affine(post))
+        weight, bias = folding.fold_bn_around(conv.weight.flatten(1), conv.bias,
+                                              folding.bn_affine(pre), folding.bn_affine(post))
         for layout in (torch.contiguous_format, torch.channels_last):
-            out = pointwise_linear(x.contiguous(memory_format=layout), weight, bias)
-            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+            rows = x.contiguous(memory_format=layout).permute(0, 2, 3, 1)
+            for onednn in (False, True):
+                out = linear_act(rows, weight, bias, None, onednn).permute(0, 3, 1, 2)
+                torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
         dw = torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6)
-        weight, bias = fusion.fold_bn_after(dw.weight, dw.bias, fusion.bn_affine(pre))
+        weight, bias = folding.fold_bn_after(dw.weight, dw.bias, folding.bn_affine(pre))
         torch.testing.assert_close(F.conv2d(x, weight, bias, 2, 1, 1, 6), pre(dw(x)))
         dw = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6)
+        tapped = copy.deepcopy(dw)
+        folding.fold_identity_tap_(tapped)
         gelu = torch.nn.GELU()
         for layout in (torch.contiguous_format, torch.channels_last):
             x = x.contiguous(memory_format=layout)
-            out = fusion.conv_act(x, fusion.add_identity_tap(dw.weight), dw.bias, gelu, 1, 1, 6)
+            out = conv_gelu(tapped, gelu, x)
             torch.testing.assert_close(out, gelu(x + dw(x)), rtol=1e-5, atol=1e-5)
-        assert fusion.bn_affine(pre.train()) is None
+        assert folding.bn_affine(pre.train()) is None
 
 
 def test_in_place_act_and_norm_equal_the_modules():
     torch.manual_seed(0)
     norm = _randomised_norms(torch.nn.BatchNorm2d(6)).eval()
+    affine = ChannelAffine.from_batch_norm(norm)
     for layout in (torch.contiguous_format, torch.channels_last):
         x = torch.randn(2, 6, 5, 7).contiguous(memory_format=layout)
         for act in (torch.nn.GELU(), torch.nn.GELU(approximate='tanh')):
             with torch.no_grad():
                 expected = norm(act(x))
                 y = x.clone()
-                out = fusion.batch_norm_(norm, fusion.gelu_(act, y))
+                out = affine_(affine, act_(act, y))
             assert out.data_ptr() == y.data_ptr()  # overwritten, not a new map
             assert out.is_contiguous(memory_format=layout)
             torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
-    # Anything else leaves the input alone and calls the module: other activations, batch
-    # statistics, a dtype other than the norm's.
+    # Anything else leaves the input alone and calls the module: other activations and norms,
+    # a dtype other than the affine map's.
     x = torch.randn(2, 6, 5, 7)
     y = x.clone()
-    assert torch.equal(fusion.gelu_(torch.nn.ReLU(), y), x.relu()) and torch.equal(y, x)
-    assert torch.equal(fusion.batch_norm_(norm.train(), y), norm(x)) and torch.equal(y, x)
-    low = x.bfloat16()
+    assert torch.equal(act_(torch.nn.ReLU(), y), x.relu()) and torch.equal(y, x)
     with torch.no_grad():
-        out = fusion.batch_norm_(norm.eval(), low)  # bf16 map, fp32 statistics: the module
-        assert torch.equal(out, norm(low)) and torch.equal(low, x.bfloat16())
-
-
-def test_in_place_inference_leaves_hooked_outputs_alone():
-    # On an NCHW map IRFFN calls fc1 and fc2 as modules: outputs their hooks saw stay as seen.
-    torch.manual_seed(0)
-    ffn = _randomised_norms(IRFFN(8, 32, dict(type='BN'), dict(type='GELU'))).eval()
-    seen = []
-    for fc in (ffn.fc1, ffn.fc2):
-        fc.register_forward_hook(lambda mod, args, out: seen.append((out, out.clone())))
-    with torch.no_grad():
-        ffn(torch.randn(1, 8, 3, 3))  # 9 positions < 32 hidden channels: fc2 not folded
-    assert len(seen) == 2
-    for out, copy_at_hook in seen:
-        assert torch.equal(out, copy_at_hook)
+        assert torch.equal(affine_(norm, y), norm(x)) and torch.equal(y, x)
+        low = x.bfloat16()
+        out = affine_(affine, low)  # bf16 map, fp32 affine map: the module
+        assert torch.equal(out, affine(low)) and torch.equal(low, x.bfloat16())
 
 
 @pytest.mark.parametrize('src,dst', [((8, 8), (25, 19)), ((8, 8), (8, 13)), ((7, 7), (3, 2)),
@@ -381,21 +330,19 @@ def test_row_band_bias_equals_whole_resize(src, dst):
 def test_attention_in_query_bands_equals_whole(size, monkeypatch):
     torch.manual_seed(0)
     model = _randomised_norms(CMT(arch=TINY)).eval()
+    optimized = mmhybrid.optimize_for_inference(copy.deepcopy(model))
     x = torch.randn(2, 3, *size)
     calls = []
-    original = cmt_module.RowBandBias.rows
-    monkeypatch.setattr(cmt_module.RowBandBias, 'rows',
+    original = RowBandBias.rows
+    monkeypatch.setattr(RowBandBias, 'rows',
                         lambda self, *a: calls.append(a) or original(self, *a))
     with torch.no_grad():
         whole = model(x)
+        torch.testing.assert_close(optimized(x), whole, rtol=1e-5, atol=1e-5)
         assert not calls  # small biases stay whole
-        monkeypatch.setattr(cmt_module, 'BIAS_WHOLE_BYTES', 0)
+        monkeypatch.setattr(accel_cmt, 'BIAS_WHOLE_BYTES', 0)
         for band_bytes in (1, 20000):
-            monkeypatch.setattr(cmt_module, 'BIAS_BAND_BYTES', band_bytes)
-            torch.testing.assert_close(model(x), whole, rtol=1e-5, atol=1e-5)
+            monkeypatch.setattr(accel_cmt, 'BIAS_BAND_BYTES', band_bytes)
+            torch.testing.assert_close(optimized(x), whole, rtol=1e-5, atol=1e-5)
     assert any(bottom - top == 1 for top, bottom in calls)
     assert any(bottom - top > 1 for top, bottom in calls)
-    # With autograd the whole bias is used (the backward needs it).
-    calls.clear()
-    model(x)
-    assert not calls

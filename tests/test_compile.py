@@ -6,7 +6,8 @@ Backends, to keep the suite short on a 2-core CPU:
   checks over a sequence of input sizes, on every tiny arch of ``archs.CONTRACT_MODELS`` and both
   CrossFormer LDA modes;
 - ``aot_eager`` (dynamo + AOTAutograd's joint forward/backward graph, as inductor gets it) for
-  outputs and gradients in train mode, per family; this is where the custom autograd Functions
+  outputs and gradients in train mode, per family, plain and with the training savers of
+  ``mmhybrid.optimize_for_training``: this is where the custom autograd Functions
   (``RecomputedBiasAttention``, ``GeluBatchNorm``) are traced;
 - ``inductor`` (generated C++ kernels) on the custom Functions alone, one whole tiny model
   (CMT) compiled for inference with freezing, as docs/benchmarks.md recommends, and a stage
@@ -21,8 +22,9 @@ import torch._dynamo as dynamo
 from torch._dynamo.utils import counters
 
 from archs import CONTRACT_MODELS, model_type
-from mmhybrid.models.layers.act_norm import gelu_then_norm
-from mmhybrid.models.layers.attention_grad import RecomputedBiasAttention
+from mmhybrid.accel import optimize_for_training
+from mmhybrid.accel.attention import RecomputedBiasAttention
+from mmhybrid.accel.layers import GeluBatchNorm2d
 from mmhybrid.registry import MODELS
 
 # Multiples of 32 as mmdet's pad_size_divisor makes them; batch 2, as PyTorch's own choice of
@@ -227,18 +229,25 @@ def test_train_step_matches_eager_aot(name):
     _assert_train_matches(build(name), 'aot_eager')
 
 
+@pytest.mark.parametrize('name', ['CMT', 'CrossFormer/regional', 'VAN'])
+def test_train_step_with_training_savers_matches_eager_aot(name):
+    """The training savers traced by AOTAutograd: eager's outputs and gradients."""
+    _assert_train_matches(optimize_for_training(build(name), onednn_linear=True), 'aot_eager')
+
+
 def test_custom_functions_under_inductor():
     """``RecomputedBiasAttention`` and ``GeluBatchNorm`` compiled by inductor: eager's outputs
     and gradients (dynamo traces their forward and backward into the graph)."""
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 2, 40, 8, requires_grad=True) for _ in range(3))
     bias = torch.randn(1, 2, 40, 40, requires_grad=True)
-    norm, act = torch.nn.BatchNorm2d(4).train(), torch.nn.GELU()
+    norm = torch.nn.BatchNorm2d(4).train()
+    norm.__class__ = GeluBatchNorm2d  # GELU then the norm
     x = torch.randn(2, 4, 6, 6, requires_grad=True)
 
     def fn(q, k, v, bias, x):
         attn = RecomputedBiasAttention.apply(q, k, v, bias, 0.35)
-        return (attn * attn).sum() + (gelu_then_norm(act, norm, x)**2).sum()
+        return (attn * attn).sum() + (norm(x)**2).sum()
 
     inputs = (q, k, v, bias, x)
     ref = fn(*inputs)
@@ -289,20 +298,17 @@ def test_recomputed_backward_is_one_opaque_call_in_compiled_graphs(needs):
                 if n.target in (torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default)]
 
 
-def test_frozen_inference_matches_eager(monkeypatch):
+def test_frozen_inference_matches_eager():
     """Inference compiled by inductor with ``freezing`` (weights as graph constants, the
     documented deployment setting, ``compile_frozen``): CMT's tiny arch (BatchNorms that
-    inductor folds, the resized position bias, the eager-only folds and row bands switched off
-    while compiling) gives eager's outputs. Freezing is in effect (the convolutions run
-    inductor's packed oneDNN op; ``torch.compile(options=dict(freezing=True))`` leaves the
-    weights graph inputs with torch 2.13), and where oneDNN's products are preferred the IRFFN's
-    1x1 convolutions on channels-last maps stay convolutions (MKL's packed product runs only
+    inductor folds, the resized position bias) gives eager's outputs. Freezing is in effect
+    (the convolutions run inductor's packed oneDNN op;
+    ``torch.compile(options=dict(freezing=True))`` leaves the weights graph inputs with torch
+    2.13), and the IRFFN's 1x1 convolutions stay convolutions (MKL's packed product runs only
     the model's linear layers). ~1 min of compile on 2 cores: one family stands for the rest
     (docs/benchmarks.md has every family's compiled rows)."""
     from torch._inductor.utils import run_and_get_code
-    from mmhybrid.models.layers import linear as linear_layers
     from mmhybrid.utils import compile_frozen
-    monkeypatch.setattr(linear_layers, 'ENABLED', True)
     model = build('CMT').eval()
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics to fold

@@ -1,6 +1,7 @@
 """CrossFormer and CrossFormer++: padding/masking, LDA modes, group layouts, activation cooling
 layers, options. Parity (both official codes) and checkpoint conversion are in test_parity.py
 and test_converters.py."""
+import copy
 import math
 
 import pytest
@@ -12,12 +13,16 @@ from helpers import (assert_conv_rewrite_exact, assert_stages_close, converted_m
                      converted_weights, official_checkpoint, parity_case)
 from mmhybrid.checkpoint import CheckpointMismatchError
 from mmhybrid.models import CrossFormer
-from mmhybrid.models.backbones import crossformer
+from mmhybrid.accel import crossformer as accel_crossformer
+from mmhybrid.accel import layers as accel_layers
+from mmhybrid.accel.attention import short_key_kernel
+from mmhybrid.accel.crossformer import (ChunkedCrossFormerBlock, FastCrossScalePatchEmbed,
+                                        group_chunks)
+from mmhybrid.accel.layers import FastMlp, SpaceToDepthConv2d, space_to_depth_conv
+from mmhybrid.accel.ops import is_channels_last
 from mmhybrid.models.backbones.crossformer import (CrossFormerBlock, CrossScaleMerging,
-                                                   CrossScalePatchEmbed, group_chunks,
-                                                   has_cooling, space_to_depth_conv)
-from mmhybrid.models.layers import attention as attention_module
-from mmhybrid.models.layers import group_shape, is_channels_last
+                                                   CrossScalePatchEmbed, has_cooling)
+from mmhybrid.models.layers import group_shape
 
 # crossformer_tiny_reduced*.pth: CrossFormer-T layout with dims 16..128 and depths 2,2,2,2.
 REDUCED_T = PARITY_MODELS['crossformer_tiny_reduced'][1]
@@ -128,6 +133,15 @@ def plain_block(block: CrossFormerBlock, x: torch.Tensor) -> torch.Tensor:
     return x + block.mlp(block.norm2(x))
 
 
+def chunked(block: CrossFormerBlock) -> ChunkedCrossFormerBlock:
+    """A copy of ``block`` with the modules optimize_for_inference swaps in."""
+    fast = copy.deepcopy(block)
+    fast.__class__ = ChunkedCrossFormerBlock
+    fast.mlp.__class__ = FastMlp
+    fast.attn.kernel = short_key_kernel
+    return fast
+
+
 @pytest.mark.parametrize('lda_mode', ['iclr', 'regional'])
 @pytest.mark.parametrize('long_distance', [False, True])
 @pytest.mark.parametrize('size', [(12, 12), (13, 17), (25, 9), (2, 9)])
@@ -135,27 +149,18 @@ def plain_block(block: CrossFormerBlock, x: torch.Tensor) -> torch.Tensor:
 def test_chunked_inference_equals_the_plain_block(lda_mode, long_distance, size, chunk_bytes,
                                                   monkeypatch):
     # Chunks of one phase, of several phases or region rows, and one chunk; padded sizes.
-    monkeypatch.setattr(crossformer, 'CHUNK_BYTES', chunk_bytes)
+    monkeypatch.setattr(accel_crossformer, 'CHUNK_BYTES', chunk_bytes)
     block = make_block(long_distance, lda_mode).double()
+    fast = chunked(block)
     x = torch.randn(2, *size, 32, dtype=torch.float64)
+    before = x.clone()
     with torch.no_grad():
-        assert crossformer.use_chunked_inference(block)
-        got = block(x)
-        want = plain_block(block, x)
+        got = fast(x)
+        want = block(x)
+        assert torch.equal(want, plain_block(block, x))
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    assert got.is_contiguous() and not x.isnan().any()
-
-
-def test_chunked_inference_only_in_eager_eval_without_grad():
-    block = make_block(True, 'regional')
-    x = torch.randn(1, 9, 11, 32)
-    assert not crossformer.use_chunked_inference(block)  # grad enabled
-    with torch.no_grad():
-        assert not crossformer.use_chunked_inference(block.train())
-        block.eval()
-        before = x.clone()
-        block(x)
     torch.testing.assert_close(x, before, rtol=0, atol=0)  # the input is not written
+    assert got.is_contiguous() and not x.isnan().any()
 
 
 def test_group_chunks_cover_every_group_once():
@@ -219,10 +224,10 @@ def test_padding_as_a_key_channel_in_compiled_graphs(batch, monkeypatch):
 
     expected = run()
     masks = []
-    original = attention.recomputed_bias_attention  # a learnable bias: the recomputing path
-    monkeypatch.setattr(attention, 'recomputed_bias_attention',
-                        lambda q, k, v, mask, scale: masks.append(mask) or original(
-                            q, k, v, mask, scale))
+    original = attention.attention_kernel
+    monkeypatch.setattr(attention, 'attention_kernel',
+                        lambda q, k, v, mask, scale, fused: masks.append(mask) or original(
+                            q, k, v, mask, scale, fused))
     monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
     got = run()
     assert [tuple(m.shape) for m in masks] == [(1, 2, 6, 6)]
@@ -240,7 +245,7 @@ def test_padding_as_a_key_channel_in_compiled_graphs(batch, monkeypatch):
 
 @pytest.mark.parametrize('size', [(64, 96), (224, 224)], ids=['padded', 'unpadded'])
 def test_attention_goes_through_sdpa(monkeypatch, size):
-    """Every block calls SDPA with its DPB bias as a mask whose last dimension has unit stride:
+    """Every block with SDPA (the ICLR'22 LDA) calls it with its DPB bias as a mask whose last dimension has unit stride:
     CUDA's fused kernels refuse any other mask (found on an H200: the DPB's (heads, N, N) view
     of an (N, N, heads) table sent every unpadded CrossFormer attention to the math path)."""
     masks = []
@@ -251,13 +256,11 @@ def test_attention_goes_through_sdpa(monkeypatch, size):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(F, 'scaled_dot_product_attention', spy)
-    # The CPU's explicit short-key path (windows of few keys) off: the route under test is the
-    # one CUDA takes.
-    monkeypatch.setattr(attention_module, 'SHORT_KEY_ATTENTION', False)
     model = reduced_model().eval()
     with torch.no_grad():
         model(torch.randn(1, 3, *size))
-    assert len(masks) == sum(REDUCED_T['depths'])
+    # The ICLR'22 LDA blocks (odd ones); the windows attend through the explicit formula.
+    assert len(masks) == sum(REDUCED_T['depths']) // 2
     assert all(m is not None and m.dim() == 4 and m.stride(-1) == 1 for m in masks)
 
 
@@ -285,27 +288,30 @@ def test_space_to_depth_conv_equals_the_conv(kernel, stride, size):
 
 
 def test_first_embedding_trains_its_wide_kernels_as_space_to_depth_convs(monkeypatch):
-    # The 16x16 and 32x32 kernels take the space-to-depth path when their weights get a
-    # gradient, nowhere else (inference and frozen weights keep the plain conv); outputs and
-    # gradients equal the plain convs'.
+    # Swapped in for training, the 16x16 and 32x32 kernels take the space-to-depth path when
+    # their weights get a gradient, nowhere else (inference and frozen weights keep the plain
+    # conv); outputs and gradients equal the plain convs'.
     torch.manual_seed(0)
-    embed = CrossScalePatchEmbed(3, 32, (4, 8, 16, 32), stride=4).double()
+    plain = CrossScalePatchEmbed(3, 32, (4, 8, 16, 32), stride=4).double()
+    embed = copy.deepcopy(plain)
+    swapped = [conv.kernel_size[0] for conv in embed.projs if SpaceToDepthConv2d.fits(conv)]
+    for conv in embed.projs:
+        if SpaceToDepthConv2d.fits(conv):
+            conv.__class__ = SpaceToDepthConv2d
+    assert swapped == [16, 32]
     x = torch.randn(1, 3, 50, 70, dtype=torch.float64)
     calls = []
-    real = crossformer.space_to_depth_conv
-    monkeypatch.setattr(crossformer, 'space_to_depth_conv',
+    real = accel_layers.space_to_depth_conv
+    monkeypatch.setattr(accel_layers, 'space_to_depth_conv',
                         lambda conv, t: calls.append(conv.kernel_size[0]) or real(conv, t))
     got = embed(x)
     assert calls == [16, 32]
     grads = torch.autograd.grad(got.sum(), list(embed.parameters()))
-    monkeypatch.setattr(crossformer, 'SPACE_TO_DEPTH_MIN_TAPS', 10**9)
-    want = embed(x)
-    wants = torch.autograd.grad(want.sum(), list(embed.parameters()))
-    assert calls == [16, 32]
+    want = plain(x)
+    wants = torch.autograd.grad(want.sum(), list(plain.parameters()))
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     for g, w in zip(grads, wants):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
-    monkeypatch.setattr(crossformer, 'SPACE_TO_DEPTH_MIN_TAPS', 4)
     with torch.no_grad():
         embed(x)
     embed.requires_grad_(False)
@@ -313,33 +319,26 @@ def test_first_embedding_trains_its_wide_kernels_as_space_to_depth_convs(monkeyp
     assert calls == [16, 32]
 
 
-def test_embedding_convs_read_a_channels_last_image_when_no_weight_trains():
+def test_embedding_convs_read_a_channels_last_image_at_inference():
     # oneDNN's NCHW path for kernels wider than the stride is an im2col product (its reference
-    # kernel for 32x32 with one thread); inference and frozen layers give the convs one shared
-    # channels-last copy of the image, training keeps the image as it comes. Same values.
+    # kernel for 32x32 with one thread): the inference embedding gives the convs one shared
+    # channels-last copy of the image. Same values.
     torch.manual_seed(0)
-    embed = CrossScalePatchEmbed(3, 32, (4, 8, 16, 32), stride=4).double()
+    plain = CrossScalePatchEmbed(3, 32, (4, 8, 16, 32), stride=4).double()
+    embed = copy.deepcopy(plain)
+    embed.__class__ = FastCrossScalePatchEmbed
+    embed.wide_kernels = True
     x = torch.randn(2, 3, 37, 50, dtype=torch.float64)
     seen = []
     for conv in embed.projs:
         conv.register_forward_pre_hook(lambda _, args: seen.append(
             (args[0].is_contiguous(memory_format=torch.channels_last), args[0].data_ptr())))
     with torch.no_grad():
-        want = embed.norm(torch.cat([conv(x) for conv in embed.projs], 1))
-    seen.clear()
-    with torch.no_grad():
+        want = plain(x)
         got = embed(x)
     assert [cl for cl, _ in seen] == [True] * 4 and len({ptr for _, ptr in seen}) == 1
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert got.shape == (2, 32, 9, 12)
-    seen.clear()
-    embed.requires_grad_(False)
-    torch.testing.assert_close(embed(x), want, rtol=1e-12, atol=1e-12)
-    assert [cl for cl, _ in seen] == [True] * 4
-    seen.clear()
-    embed.requires_grad_(True)
-    embed(x)  # training: the 4 and 8 kernels see the NCHW image (16, 32: space-to-depth)
-    assert [cl for cl, _ in seen] == [False, False]
 
 
 @pytest.mark.parametrize('grad', [False, True])

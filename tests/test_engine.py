@@ -154,9 +154,15 @@ def test_test_config(config_file):
         build_test_config(config_file, 'ckpt.pth', out='preds.json')
     with pytest.raises(ValueError, match='tta_model'):
         build_test_config(config_file, 'ckpt.pth', tta=True)
+    # On the CPU the model is tested optimised by default; --plain and --switch-to-deploy
+    # replace that.
+    assert cfg.custom_hooks[-1] == dict(type='mmhybrid.OptimizeForInferenceHook')
     assert 'SwitchToDeployHook' not in str(cfg.get('custom_hooks'))
     cfg = build_test_config(config_file, 'ckpt.pth', switch_to_deploy=True)
     assert cfg.custom_hooks[-1] == dict(type='mmhybrid.SwitchToDeployHook')
+    assert 'Optimize' not in str(cfg.custom_hooks)
+    cfg = build_test_config(config_file, 'ckpt.pth', plain=True)
+    assert 'Optimize' not in str(cfg.get('custom_hooks'))
 
 
 def test_switch_to_deploy_hook_finds_the_backbone_through_wrappers():
@@ -188,6 +194,31 @@ def test_switch_to_deploy_hook_finds_the_backbone_through_wrappers():
     assert backbone.deployed
     with pytest.raises(TypeError, match='Linear backbone has no switch_to_deploy'):
         SwitchToDeployHook().before_test(SimpleNamespace(model=Detector(nn.Linear(1, 1))))
+
+
+def test_optimize_hooks_find_the_backbones_through_wrappers():
+    from types import SimpleNamespace
+
+    import torch.nn as nn
+
+    from mmhybrid.engine import OptimizeForInferenceHook, OptimizeForTrainingHook
+    from mmhybrid.registry import MODELS
+
+    def detector():
+        model = nn.Module()
+        model.backbone = MODELS.build(dict(type='mmhybrid.VAN', arch=dict(
+            embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])))
+        model.neck = nn.Conv2d(32, 8, 1)
+        wrapper = nn.Module()
+        wrapper.module = model  # as the test-time augmentation model holds the detector
+        return model, wrapper
+
+    model, wrapper = detector()
+    OptimizeForTrainingHook(in_place_residuals=False).before_train(SimpleNamespace(model=wrapper))
+    kinds = {type(m).__name__ for m in model.backbone.modules()}
+    assert 'PhaseDilatedConv2d' in kinds and 'ResidualVANBlock' not in kinds
+    OptimizeForInferenceHook().before_test(SimpleNamespace(model=wrapper))
+    assert model.backbone.optimized and not model.training
 
 
 # ---------------------------------------------------------------- CPU distributed

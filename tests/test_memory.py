@@ -1,8 +1,10 @@
-"""Memory at detection sizes (issue 17): in-place residual sums, row bands of the wide
-convolutional MLPs, the bias resize as matrix products (inference), and attention with a
-learnable bias that recomputes its probabilities in the backward (training). Each must leave
-the function and its gradients as they were; the peaks themselves are measured by
-tools/benchmark.py (docs/benchmarks.md)."""
+"""Memory at detection sizes: in-place residual sums, row bands of the wide convolutional MLPs
+(mmhybrid.accel, inference), the bias resize as matrix products, attention with a learnable
+bias that recomputes its probabilities in the backward and GELU+BatchNorm storing one map
+(mmhybrid.accel, training). Each must leave the function and its gradients as they were; the
+peaks themselves are measured by tools/benchmark.py (docs/benchmarks.md)."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -10,13 +12,16 @@ import torch.nn.functional as F
 
 from archs import CONTRACT_MODELS
 from mmhybrid.registry import MODELS
+from mmhybrid.accel import attention as attention_grad
+from mmhybrid.accel import optimize_for_training
+from mmhybrid.accel.attention import recomputed_bias_attention, recomputed_bias_kernel
+from mmhybrid.accel.cmt import FastIRFFN, gelu_batchnorm_pairs
+from mmhybrid.accel.layers import GeluBatchNorm, GeluBatchNorm2d, add_residual
+from mmhybrid.accel.ops import map_row_bands, pointwise_conv, rows_per_band
+from mmhybrid.accel.van import FastVANMlp
 from mmhybrid.models.backbones.cmt import IRFFN
 from mmhybrid.models.backbones.van import VANMlp
-from mmhybrid.models.layers import (GeluBatchNorm, add_residual, cubic_resize_matrix,
-                                    gelu_then_norm, grouped_attention, map_row_bands,
-                                    pointwise_conv, recomputed_bias_attention, rows_per_band)
-from mmhybrid.models.layers import attention as attention_module
-from mmhybrid.models.layers import attention_grad
+from mmhybrid.models.layers import cubic_resize_matrix, grouped_attention
 
 
 # ---------------------------------------------------------------------------- add_residual
@@ -102,24 +107,20 @@ def test_wide_mlps_in_bands_at_inference(module, monkeypatch):
             bn.running_var.uniform_(0.5, 2)
     else:
         mlp = VANMlp(8, 32, dict(type='GELU'))
-    mlp.eval()
+    plain = mlp.eval()
+    fast = copy.deepcopy(plain)
+    if module == 'irffn':
+        fast.switch_to_deploy()
+    fast.__class__ = FastIRFFN if module == 'irffn' else FastVANMlp
     x = torch.randn(1, 8, 23, 11).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        whole = mlp._forward(x)
-        monkeypatch.setattr(f'mmhybrid.models.backbones.{"cmt" if module == "irffn" else "van"}'
+        whole = plain(x)
+        torch.testing.assert_close(fast(x), whole, rtol=1e-5, atol=1e-5)
+        monkeypatch.setattr(f'mmhybrid.accel.{"cmt" if module == "irffn" else "van"}'
                             '.rows_per_band', lambda *a: 4)
-        banded = mlp(x)
-    torch.testing.assert_close(banded, whole, rtol=1e-6, atol=1e-6)
+        banded = fast(x)
+    torch.testing.assert_close(banded, whole, rtol=1e-5, atol=1e-5)
     assert banded.is_contiguous(memory_format=torch.channels_last)
-    # With autograd on, no bands (the backward needs the whole maps anyway) and none of the
-    # inference rewrites: bit for bit the plain modules on the whole map.
-    from mmhybrid.models.layers import fusion
-    from mmhybrid.models.layers import linear as linear_layers
-    monkeypatch.setattr(fusion, 'ENABLED', False)
-    monkeypatch.setattr(linear_layers, 'ENABLED', False)  # F.linear, as with autograd on
-    with torch.no_grad():
-        plain_whole = mlp._forward(x)
-    torch.testing.assert_close(mlp(x), plain_whole, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------- bias resize
@@ -205,11 +206,14 @@ def test_grouped_attention_routes_learnable_bias_through_recompute(monkeypatch):
                         lambda *a: calls.append(1) or original(*a))
     q, k, v = (torch.randn(2, 1, 3, 6, 4) for _ in range(3))
     bias = torch.randn(3, 6, 6, requires_grad=True)
-    out = grouped_attention(q, k, v, bias, scale=0.5)
+    kernel = recomputed_bias_kernel
+    out = grouped_attention(q, k, v, bias, scale=0.5, kernel=kernel)
     assert calls == [1] and out.requires_grad
     with torch.no_grad():
-        torch.testing.assert_close(grouped_attention(q, k, v, bias, scale=0.5), out.detach())
-    grouped_attention(q, k, v, bias.detach(), scale=0.5)  # nothing to differentiate: SDPA
+        torch.testing.assert_close(grouped_attention(q, k, v, bias, scale=0.5, kernel=kernel),
+                                   out.detach())
+    # Nothing to differentiate: SDPA.
+    grouped_attention(q, k, v, bias.detach(), scale=0.5, kernel=kernel)
     assert calls == [1]
 
 
@@ -219,11 +223,14 @@ def test_gradients_equal_explicit_attention(family, size, monkeypatch):
     # every parameter's gradient (the learnable biases included) through the recomputing
     # backward equals the one through the explicit formula.
     torch.manual_seed(0)
-    model = MODELS.build(dict(type=f'mmhybrid.{family}',
+    plain = MODELS.build(dict(type=f'mmhybrid.{family}',
                               **CONTRACT_MODELS[family])).double().train()
+    model = optimize_for_training(copy.deepcopy(plain), onednn_linear=False,
+                                  gelu_batchnorm=False, space_to_depth=False,
+                                  in_place_residuals=False)
     x = torch.randn(2, 3, *size, dtype=torch.float64)
 
-    def grads():
+    def grads(model):
         model.zero_grad(set_to_none=True)
         sum(o.square().mean() for o in model(x)).backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -232,13 +239,12 @@ def test_gradients_equal_explicit_attention(family, size, monkeypatch):
     original = attention_grad.RecomputedBiasAttention.apply
     monkeypatch.setattr(attention_grad.RecomputedBiasAttention, 'apply',
                         lambda *a: calls.append(1) or original(*a))
-    got = grads()
+    got = grads(model)
     assert len(calls) == sum(CONTRACT_MODELS[family]['arch']['depths'])
-    monkeypatch.setattr(attention_module, 'use_recomputed_bias_attention', lambda q, mask: False)
     monkeypatch.setattr(F, 'scaled_dot_product_attention',
                         lambda q, k, v, attn_mask=None, scale=None: _explicit(
                             q, k, v, attn_mask, q.shape[-1]**-0.5 if scale is None else scale))
-    want = grads()
+    want = grads(plain)
     assert got.keys() == want.keys() and len(got) == len(list(model.parameters()))
     for name in got:
         torch.testing.assert_close(got[name], want[name], msg=name)
@@ -251,6 +257,7 @@ def test_gelu_batchnorm_is_the_two_modules(momentum, channels_last):
     # (the same kernels run), while storing GELU's input only.
     torch.manual_seed(0)
     act, norm = nn.GELU(), nn.BatchNorm2d(5, momentum=momentum).train()
+    norm.__class__ = GeluBatchNorm2d
     norm.weight.data.uniform_(0.5, 2)
     norm.bias.data.uniform_(-1, 1)
     ref_norm = nn.BatchNorm2d(5, momentum=momentum).train()
@@ -263,7 +270,7 @@ def test_gelu_batchnorm_is_the_two_modules(momentum, channels_last):
     for bn, fused in ((norm, True), (ref_norm, False)):
         xi = x.clone().requires_grad_()
         for _ in range(2):  # twice: the running statistics and num_batches_tracked move on
-            out = gelu_then_norm(act, bn, xi) if fused else bn(act(xi))
+            out = bn(xi) if fused else bn(act(xi))
         out.backward(grad)
         results.append([out.detach(), xi.grad, bn.weight.grad, bn.bias.grad, bn.running_mean,
                          bn.running_var, bn.num_batches_tracked])
@@ -273,6 +280,8 @@ def test_gelu_batchnorm_is_the_two_modules(momentum, channels_last):
 
 def test_gelu_batchnorm_saves_one_map():
     act, norm = nn.GELU(), nn.BatchNorm2d(4).train()
+    fused = copy.deepcopy(norm)
+    fused.__class__ = GeluBatchNorm2d
     x = torch.randn(1, 4, 16, 16, requires_grad=True)
     big = []
 
@@ -282,7 +291,7 @@ def test_gelu_batchnorm_saves_one_map():
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        gelu_then_norm(act, norm, x)
+        fused(x)
     assert len(big) == 1 and big[0] is x
     big.clear()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -290,17 +299,28 @@ def test_gelu_batchnorm_saves_one_map():
     assert len({t.data_ptr() for t in big}) == 2
 
 
-@pytest.mark.parametrize('case', ['eval', 'no_grad', 'sync', 'tanh'])
-def test_gelu_then_norm_falls_back(case, monkeypatch):
-    act, norm = nn.GELU(approximate='tanh' if case == 'tanh' else 'none'), nn.BatchNorm2d(4)
-    norm.train(case != 'eval')
-    if case == 'sync':
-        norm = nn.SyncBatchNorm(4).train()
-        monkeypatch.setattr(nn.SyncBatchNorm, 'forward', lambda self, t: t * 2)
+@pytest.mark.parametrize('case', ['eval', 'no_grad', 'autocast'])
+def test_gelu_batchnorm_falls_back(case, monkeypatch):
+    norm = nn.BatchNorm2d(4).train(case != 'eval')
+    fused = copy.deepcopy(norm)
+    fused.__class__ = GeluBatchNorm2d
     monkeypatch.setattr(GeluBatchNorm, 'apply', None)  # calling it would fail
     x = torch.randn(2, 4, 3, 3, requires_grad=True)
-    with torch.set_grad_enabled(case != 'no_grad'):
-        torch.testing.assert_close(gelu_then_norm(act, norm, x), norm(act(x)))
+    with torch.set_grad_enabled(case != 'no_grad'), \
+            torch.autocast('cpu', dtype=torch.bfloat16, enabled=case == 'autocast'):
+        torch.testing.assert_close(fused(x), norm(F.gelu(x)))
+
+
+@pytest.mark.parametrize('case', ['plain', 'sync', 'tanh', 'relu'])
+def test_only_exact_gelu_then_batchnorm2d_pairs_are_swapped(case):
+    module = nn.Module()
+    module.act = nn.ReLU() if case == 'relu' else nn.GELU(
+        approximate='tanh' if case == 'tanh' else 'none')
+    module.norm = nn.SyncBatchNorm(4) if case == 'sync' else nn.BatchNorm2d(4)
+    gelu_batchnorm_pairs(module, [('act', 'norm')])
+    swapped = type(module.norm) is GeluBatchNorm2d
+    assert swapped == (case == 'plain')
+    assert isinstance(module.act, nn.Identity) == swapped
 
 
 @pytest.mark.parametrize('channels_last', [False, True])

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from archs import CONTRACT_MODELS, model_type
-from mmhybrid.models.layers.fusion import ChannelAffine, bn_affine
+from mmhybrid.models.layers.folding import ChannelAffine, bn_affine
 from mmhybrid.registry import MODELS
 from mmhybrid.utils import benchmark
 
@@ -116,20 +116,6 @@ def test_channel_affine_is_the_eval_batch_norm():
     assert bn_affine(affine) == (affine.scale, affine.shift)
     gn = nn.GroupNorm(2, 6)
     assert ChannelAffine.from_batch_norm(gn) is gn
-
-
-def test_benchmark_reports_deployed_rows():
-    row = dict(spec='cmt:small', size=[224, 224], device='cpu', dtype='fp32', mode='fwd',
-               attention='sdpa', batch=1, median_s=0.06, images_per_s=1 / 0.06,
-               peak_mem_mb=40.0, gflops_per_s=130.0)
-    deployed = dict(row, deploy=True, median_s=0.05, images_per_s=20.0, peak_mem_mb=35.0,
-                    ab_built_median_s=0.066, ab_deployed_median_s=0.055)
-    report = benchmark.to_markdown([row, deployed], 'cmd')
-    assert '| sdpa, deployed |' in report
-    assert '| cmt:small | 224x224 | fp32 | 66.0 | 55.0 | 1.20x | 40 / 35 |' in report
-    assert 'switch_to_deploy' not in benchmark.to_markdown([row], 'cmd')
-    assert benchmark.report_key('cpu', ['fwd'], False, deploy=True) == 'cpu-deploy'
-    assert benchmark.report_key('cpu', ['fwd'], True, deploy=True) == 'cpu-compile'
 
 
 def test_van_deploy_folds_norms_and_layer_scales():

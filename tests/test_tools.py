@@ -109,6 +109,11 @@ def test_benchmark_runs(tmp_path):
     assert all(r['gflops_per_s'] > 0 for r in report['roofs'])
     text = md.read_text()
     assert 'speed-up' in text and 'Matmul roof' in text and '% of roof' in text
+    # On the CPU every forward row is also measured optimised, alternating with the plain one.
+    optimized = [r for r in results if r['optimize']]
+    assert [(r['mode'], r['attention']) for r in optimized] == [('fwd', 'sdpa')]
+    assert optimized[0]['ab_plain_median_s'] > 0 and optimized[0]['ab_optimized_median_s'] > 0
+    assert 'mmhybrid.optimize_for_inference' in text
 
 
 def test_benchmark_report_keeps_the_notes(tmp_path):

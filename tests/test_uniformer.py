@@ -10,7 +10,6 @@ from helpers import assert_stages_close, converted_model, parity_case
 from mmhybrid.checkpoint import CheckpointMismatchError, convert_state_dict, load_converted
 from mmhybrid.models import UniFormer
 from mmhybrid.models.backbones.uniformer import UniFormerSABlock
-from mmhybrid.models.layers import attention as attention_module
 
 
 # ---------------------------------------------------------------------------- parity
@@ -111,8 +110,6 @@ def test_attention_goes_through_sdpa(monkeypatch):
         return sdpa(*args, **kwargs)
 
     monkeypatch.setattr(F, 'scaled_dot_product_attention', spy)
-    # The CPU's explicit path for windows of few keys off (tests/test_fused_inference.py).
-    monkeypatch.setattr(attention_module, 'SHORT_KEY_ATTENTION', False)
     model = UniFormer(arch=dict(embed_dims=[8, 16, 32, 32], depths=[1, 1, 1, 1], head_dim=8),
                       window_size=3).eval()
     with torch.no_grad():

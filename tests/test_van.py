@@ -1,11 +1,20 @@
 """VAN: what only VAN has. Parity and checkpoint conversion are in test_parity.py and
 test_converters.py; the backbone contract in test_contract.py."""
+import copy
+
 import pytest
 import torch
 
 from helpers import assert_conv_rewrite_exact
+from mmhybrid.accel import layers as accel_layers
+from mmhybrid.accel import optimize_for_training
+from mmhybrid.accel.layers import PhaseDilatedConv2d
 from mmhybrid.models import VAN
-from mmhybrid.models.backbones.van import dilated_depthwise_conv
+
+
+def dilated_depthwise_conv(conv, x):
+    """``conv(x)`` as :class:`PhaseDilatedConv2d` computes it."""
+    return PhaseDilatedConv2d.forward(conv, x)
 
 
 def test_real_variant_param_counts():
@@ -53,28 +62,35 @@ def test_dilated_depthwise_conv_equals_the_conv(kernel, dilation, padding, size,
         assert got.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_lka_runs_its_dilated_conv_on_phase_grids(monkeypatch):
-    # The model calls the phase form (eager, CPU) and computes what the plain conv computes.
-    from mmhybrid.models.backbones import van
+def phase_form_model():
+    """A tiny VAN in float64 and a copy with the phase form swapped in."""
     torch.manual_seed(0)
     model = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1],
                           mlp_ratios=[2, 2, 2, 2])).double()
+    fast = optimize_for_training(copy.deepcopy(model), onednn_linear=False,
+                                 in_place_residuals=False)
+    assert sum(type(m) is PhaseDilatedConv2d for m in fast.modules()) == 4
+    return model, fast
+
+
+def test_lka_runs_its_dilated_conv_on_phase_grids(monkeypatch):
+    # The swapped-in conv runs the phase form (CPU) and computes what the plain conv computes.
+    model, fast = phase_form_model()
     x = torch.randn(1, 3, 96, 80, dtype=torch.float64)
     calls = []
-    monkeypatch.setattr(van.F, 'pixel_unshuffle', lambda t, d, real=van.F.pixel_unshuffle:
+    monkeypatch.setattr(accel_layers.F, 'pixel_unshuffle',
+                        lambda t, d, real=accel_layers.F.pixel_unshuffle:
                         calls.append(d) or real(t, d))
-    got = model(x)
+    got = fast(x)
     assert calls == [3] * 4
-    monkeypatch.setattr(van, 'dilated_depthwise_conv', lambda conv, t: conv(t))
     want = model(x)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
-    # A hook on the conv sees its call: the rewrite steps aside (it would replace the call).
-    monkeypatch.undo()
+    # The conv is called as a module: its hooks run.
     seen = []
-    model.stages[0].blocks[0].attn.lka.conv_spatial.register_forward_hook(
+    fast.stages[0].blocks[0].attn.lka.conv_spatial.register_forward_hook(
         lambda *args: seen.append(1))
-    for g, w in zip(model(x), want):
+    for g, w in zip(fast(x), want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
     assert seen == [1]
 
@@ -96,16 +112,12 @@ def _calls(graph_module, name):
 
 
 def test_compiled_lka_runs_its_dilated_conv_on_phase_grids():
-    # Compiled graphs use the phase form too (a frozen VAN-B2 at 800x1344 ran 1.02-1.09x faster
-    # compiled with it than with the dilated conv). Eval and train: eager's outputs and
-    # gradients.
-    import torch._dynamo as dynamo
-    torch.manual_seed(0)
-    model = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1],
-                          mlp_ratios=[2, 2, 2, 2])).double()
+    # Compiled graphs of the swapped-in conv use the phase form too. Eval and train: eager's
+    # outputs and gradients.
+    model = phase_form_model()[1]
     x = torch.randn(2, 3, 96, 80, dtype=torch.float64)
     for train in (False, True):
-        dynamo.reset()
+        torch.compiler.reset()
         model.train(train)
         recorder = _GraphRecorder()
         compiled = torch.compile(model, backend=recorder, fullgraph=True)
@@ -121,13 +133,14 @@ def test_compiled_lka_runs_its_dilated_conv_on_phase_grids():
             wants = torch.autograd.grad(sum(w.square().sum() for w in want), model.parameters())
             for g, w in zip(grads, wants):
                 torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9)
-    dynamo.reset()
+    torch.compiler.reset()
 
 
 def test_exported_lka_keeps_the_dilated_conv():
     # Exported graphs (ONNX, torch.export) keep the plain conv: one op, as the model is written.
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(4, 4, 7, padding=9, dilation=3, groups=4)
+    conv.__class__ = PhaseDilatedConv2d
 
     class Wrapped(torch.nn.Module):
         def __init__(self):
@@ -135,7 +148,7 @@ def test_exported_lka_keeps_the_dilated_conv():
             self.conv = conv
 
         def forward(self, x):
-            return dilated_depthwise_conv(self.conv, x)
+            return self.conv(x)
 
     program = torch.export.export(Wrapped(), (torch.randn(1, 4, 30, 25),))
     assert not _calls(program.graph_module, 'pixel_unshuffle')

@@ -16,9 +16,10 @@ a fresh subprocess so that peaks do not leak from one to the next.
 reference attention patched in (the library has no such mode), and reports the ratios.
 ``--compile`` measures each row a second time under ``torch.compile`` (inductor, in its own
 process; inference rows with inductor's freezing, as deployed) and reports eager against
-compiled, with the compile time (the first call's extra time). ``--deploy`` measures each
-inference row a second time after the backbone's ``switch_to_deploy()`` (norms folded once) and
-reports the two. The work is done by ``mmhybrid.utils.benchmark.run_benchmark``.
+compiled, with the compile time (the first call's extra time). On the CPU each inference row is
+measured a second time after ``mmhybrid.optimize_for_inference`` (folded, CPU fast paths swapped
+in), plain and optimised forwards alternating in one process (``--plain-only`` skips it;
+forward+backward rows always train the plain model). The work is done by ``mmhybrid.utils.benchmark.run_benchmark``.
 """
 import argparse
 import json
@@ -29,6 +30,8 @@ from typing import List, Optional
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+
+import torch  # noqa: E402
 
 from mmhybrid.utils.benchmark import run_benchmark  # noqa: E402
 
@@ -50,8 +53,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='also measure with explicit softmax attention')
     parser.add_argument('--compile', action='store_true',
                         help='also measure every row under torch.compile (inductor; fwd rows frozen)')
-    parser.add_argument('--deploy', action='store_true',
-                        help='also measure every fwd row after switch_to_deploy()')
+    parser.add_argument('--plain-only', action='store_true',
+                        help='do not also measure fwd rows after optimize_for_inference (CPU)')
     parser.add_argument('--roof-size', type=int, default=4096,
                         help='side of the square fp32/bf16 matmul measured as the roof')
     parser.add_argument('--json', default=None, help='write the results here')
@@ -61,14 +64,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     command = 'python tools/benchmark.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     try:
-        run_benchmark(args.specs, args.sizes, device=args.device, dtypes=args.dtype,
+        run_benchmark(args.specs, args.sizes, device=device, dtypes=args.dtype,
                       modes=args.modes, batch=args.batch, warmup=args.warmup,
                       repeat=args.repeat, kwargs=json.loads(args.kwargs),
                       compare_reference=args.compare_reference, json_path=args.json,
                       markdown_path=args.markdown, command=command, roof_size=args.roof_size,
-                      compile=args.compile, deploy=args.deploy)
+                      compile=args.compile, optimize=not args.plain_only and device == 'cpu')
     except ValueError as error:  # an unknown backbone
         raise SystemExit(str(error))
     return 0

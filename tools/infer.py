@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Draw a model's predictions on images, from PyTorch or from its exported ONNX file.
 
-    python tools/infer.py CONFIG CHECKPOINT IMAGE [IMAGE ...] --out DIR [--onnx FILE]
+    python tools/infer.py CONFIG CHECKPOINT IMAGE [IMAGE ...] --out DIR [--onnx FILE] [--plain]
 
 Images go through the config's test pipeline; predictions are drawn by mmdet's / mmseg's
 visualizer into DIR as ``<image>_pytorch.png`` or, with ``--onnx`` (a file written by
 tools/deploy/export_onnx.py for this config), ``<image>_onnx.png``: run both to see them agree.
+PyTorch runs the model optimised for CPU inference (``mmhybrid.optimize_for_inference``);
+``--plain`` runs it as built.
 """
 import argparse
 import os.path as osp
@@ -23,6 +25,8 @@ def parse_args(argv=None):
     parser.add_argument('images', nargs='+', metavar='IMAGE')
     parser.add_argument('--out', required=True, help='folder for the pictures')
     parser.add_argument('--onnx', help='run this exported file (onnxruntime) instead of PyTorch')
+    parser.add_argument('--plain', action='store_true',
+                        help='run the model as built (no CPU inference fast paths)')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections drawn from this score (default 0.3)')
     return parser.parse_args(argv)
@@ -34,7 +38,8 @@ def main(argv=None) -> int:
     from mmhybrid.deploy.drawing import draw_predictions
     try:
         written = draw_predictions(args.config, args.checkpoint, args.images, args.out,
-                                   onnx=args.onnx, score_thr=args.score_thr)
+                                   onnx=args.onnx, score_thr=args.score_thr,
+                                   optimize=not args.plain)
     except (ExportError, FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1

@@ -1,14 +1,16 @@
 """Evaluate a trained detector or segmenter with mmdet's/mmseg's own metrics.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
-        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}] [--switch-to-deploy]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--plain | --switch-to-deploy]
 
 The registry scope comes from the config's ``default_scope``. ``--out`` dumps the raw predictions
 (``.pkl``, mmdet's ``DumpDetResults`` / mmseg's ``DumpResults``), and ``--show-dir`` writes
 pictures of the predictions (under the work_dir's timestamped folder). The metrics are printed and
-also written to ``<work_dir>/<timestamp>/<timestamp>.json``. ``--switch-to-deploy`` folds the
-backbone's norms once after loading the checkpoint (``HybridBackbone.switch_to_deploy``; same
-predictions up to float rounding, faster inference).
+also written to ``<work_dir>/<timestamp>/<timestamp>.json``. On the CPU the model is optimised
+for inference once the checkpoint is loaded (``mmhybrid.optimize_for_inference``: the same
+predictions up to float rounding, faster); ``--plain`` tests the model as built, and
+``--switch-to-deploy`` only folds the backbone's norms (``HybridBackbone.switch_to_deploy``).
 """
 import argparse
 import os
@@ -45,8 +47,11 @@ def parse_args(argv=None):
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument('--switch-to-deploy', action='store_true',
-                        help='fold the backbone\'s norms once the checkpoint is loaded')
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--plain', action='store_true',
+                      help='test the model as built (no CPU inference fast paths)')
+    mode.add_argument('--switch-to-deploy', action='store_true',
+                      help='only fold the backbone\'s norms once the checkpoint is loaded')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -59,7 +64,7 @@ def main(argv=None):
     cfg = build_test_config(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
                             show=args.show, show_dir=args.show_dir, wait_time=args.wait_time,
                             tta=args.tta, cfg_options=args.cfg_options, launcher=args.launcher,
-                            switch_to_deploy=args.switch_to_deploy)
+                            switch_to_deploy=args.switch_to_deploy, plain=args.plain)
     exit_if_inputs_missing(args.config, cfg, ('test', ), [(args.checkpoint, 'checkpoint to test')],
                            pretrained=False)
     build_runner(cfg).test()

@@ -57,11 +57,16 @@ def _onnx_sample(exported, data: Dict[str, Any]):
 
 
 def draw_predictions(config: str, checkpoint: str, images: Sequence[str], out_dir: str,
-          onnx: Optional[str] = None, score_thr: float = 0.3) -> List[str]:
+                     onnx: Optional[str] = None, score_thr: float = 0.3,
+                     optimize: bool = True) -> List[str]:
     """Draws the predictions for ``images`` into ``out_dir``; returns the written files
-    (``<image stem>_<pytorch|onnx>.png``)."""
+    (``<image stem>_<pytorch|onnx>.png``). PyTorch runs the model optimised for CPU inference
+    (``mmhybrid.optimize_for_inference``) unless ``optimize`` is False."""
     model, cfg = build_model(config)
     meta = load_weights(model, checkpoint)
+    if optimize and onnx is None:
+        from mmhybrid.accel import optimize_for_inference
+        optimize_for_inference(model)
     dataset_meta = dict(meta.get('dataset_meta') or {})
     exported = None
     if onnx is not None:

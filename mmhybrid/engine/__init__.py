@@ -9,14 +9,16 @@ from .atomic_backend import ATOMIC_BACKEND, AtomicLocalBackend, atomic_write_byt
 from .dist import CPU_DDP, CPUDistributedDataParallel, setup_cpu_distributed
 from .optim import PlainGroupsOptimWrapperConstructor
 from .preflight import exit_if_inputs_missing, missing_inputs
-from .hooks import (DeterministicResumeHook, SwitchToDeployHook, WeightSyncCheckHook,
-                    derived_seed, mismatched_parameters, parameter_digests)
+from .hooks import (DeterministicResumeHook, OptimizeForInferenceHook, OptimizeForTrainingHook,
+                    SwitchToDeployHook, WeightSyncCheckHook, derived_seed,
+                    mismatched_parameters, parameter_digests)
 from .runner import (build_runner, build_test_config, build_train_config, register_scope,
                      use_atomic_checkpoints, use_deterministic_resume)
 
 __all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'atomic_write_bytes',
            'CPU_DDP', 'CPUDistributedDataParallel', 'setup_cpu_distributed',
-           'DeterministicResumeHook', 'SwitchToDeployHook', 'WeightSyncCheckHook', 'derived_seed',
+           'DeterministicResumeHook', 'OptimizeForInferenceHook', 'OptimizeForTrainingHook',
+           'SwitchToDeployHook', 'WeightSyncCheckHook', 'derived_seed',
            'mismatched_parameters', 'parameter_digests',
            'exit_if_inputs_missing', 'missing_inputs', 'PlainGroupsOptimWrapperConstructor',
            'build_runner', 'build_test_config', 'build_train_config', 'register_scope',

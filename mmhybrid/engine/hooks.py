@@ -29,6 +29,17 @@
     Before testing (after the checkpoint is loaded) calls the model's backbone's
     ``switch_to_deploy()``: its norms are folded once instead of at every call
     (``HybridBackbone.switch_to_deploy``). ``tools/test.py --switch-to-deploy`` adds it.
+
+``OptimizeForInferenceHook``
+    Before testing (after the checkpoint is loaded), on the CPU, runs
+    ``mmhybrid.optimize_for_inference`` on the model: folded backbones with the CPU fast paths
+    swapped in (the same predictions up to float rounding). A model on another device stays as
+    it is. ``tools/test.py`` adds it unless given ``--plain``.
+
+``OptimizeForTrainingHook``
+    Before training, runs ``mmhybrid.optimize_for_training`` on the model with the hook's
+    arguments (the training savers: memory or CPU speed, the same outputs and gradients).
+    ``custom_hooks = [dict(type='mmhybrid.OptimizeForTrainingHook')]`` in a config.
 """
 import hashlib
 import logging
@@ -37,6 +48,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+import torch.nn as nn
 from mmengine.dist import all_gather_object, get_rank
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -159,6 +171,60 @@ class WeightSyncCheckHook(Hook):
         self.check(runner)
 
 
+def _unwrapped(runner) -> nn.Module:
+    """The runner's model without its DDP or test-time-augmentation wrappers."""
+    model = runner.model
+    while is_model_wrapper(model) or (not hasattr(model, 'backbone')
+                                      and hasattr(model, 'module')):
+        model = model.module
+    return model
+
+
+@HOOKS.register_module()
+class OptimizeForInferenceHook(Hook):
+    """Optimises the model's mmhybrid backbones for CPU inference before the test loop (after
+    the checkpoint is loaded, which an optimised backbone refuses). Only for testing, and only
+    on the CPU: a model on another device is left as it is.
+
+    Args:
+        onednn_linear: As for ``mmhybrid.optimize_for_inference`` (``None``: this CPU's
+            default).
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, onednn_linear: Optional[bool] = None) -> None:
+        self.onednn_linear = onednn_linear
+
+    def before_test(self, runner) -> None:
+        from mmhybrid.accel import optimize_for_inference
+        model = _unwrapped(runner)
+        name = type(getattr(model, 'backbone', model)).__name__
+        device = next(model.parameters()).device
+        if device.type != 'cpu':
+            print_log(f'OptimizeForInferenceHook: {name} kept as built (on {device}, not the '
+                      f'CPU)', logger='current')
+            return
+        optimize_for_inference(model, onednn_linear=self.onednn_linear)
+        print_log(f'OptimizeForInferenceHook: {name} optimised for CPU inference',
+                  logger='current')
+
+
+@HOOKS.register_module()
+class OptimizeForTrainingHook(Hook):
+    """Swaps the training savers into the model's mmhybrid backbones before training
+    (``mmhybrid.optimize_for_training``; its keyword arguments are this hook's)."""
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs = kwargs
+
+    def before_train(self, runner) -> None:
+        from mmhybrid.accel import optimize_for_training
+        optimize_for_training(_unwrapped(runner), **self.kwargs)
+
+
 @HOOKS.register_module()
 class SwitchToDeployHook(Hook):
     """Folds the backbone for inference before the test loop (after the checkpoint is loaded,
@@ -168,11 +234,7 @@ class SwitchToDeployHook(Hook):
     priority = 'VERY_LOW'
 
     def before_test(self, runner) -> None:
-        model = runner.model
-        while is_model_wrapper(model) or (not hasattr(model, 'backbone')
-                                          and hasattr(model, 'module')):
-            model = model.module  # DDP, and the test-time augmentation wrapper
-        backbone = getattr(model, 'backbone', None)
+        backbone = getattr(_unwrapped(runner), 'backbone', None)
         if not callable(getattr(backbone, 'switch_to_deploy', None)):
             raise TypeError(f'SwitchToDeployHook: {type(backbone).__name__} backbone has no '
                             f'switch_to_deploy() (mmhybrid backbones do)')

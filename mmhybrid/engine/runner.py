@@ -193,7 +193,8 @@ def build_test_config(config: str,
                 tta: bool = False,
                 cfg_options: Optional[dict] = None,
                 launcher: str = 'none',
-                switch_to_deploy: bool = False) -> Config:
+                switch_to_deploy: bool = False,
+                plain: bool = False) -> Config:
     """The test config of ``tools/test.py``.
 
     Args:
@@ -209,13 +210,19 @@ def build_test_config(config: str,
         cfg_options: Overrides merged into the config.
         launcher: ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
         switch_to_deploy: Fold the backbone for inference once the checkpoint is loaded
-            (``mmhybrid.SwitchToDeployHook``).
+            (``mmhybrid.SwitchToDeployHook``), without the CPU fast paths.
+        plain: Test the model as built. Otherwise (and without ``switch_to_deploy``) a model
+            tested on the CPU is optimised for inference once the checkpoint is loaded
+            (``mmhybrid.OptimizeForInferenceHook``).
     """
     cfg = load_config(config, cfg_options, launcher, work_dir)
     cfg.load_from = checkpoint
     if switch_to_deploy:
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
             dict(type='mmhybrid.SwitchToDeployHook')]
+    elif not plain:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='mmhybrid.OptimizeForInferenceHook')]
     setup_cpu_distributed(cfg)
     if show or show_dir:
         enable_visualization(cfg, show=show, show_dir=show_dir, wait_time=wait_time)

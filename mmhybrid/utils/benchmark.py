@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import atomic_write_bytes
-from ..models.layers import linear as linear_layers
+from ..accel import internals as accel_internals
+from ..accel import linear as linear_layers
+from ..accel import optimize_for_inference
 from .build import build_backbone, resolve_specs
 from .compile import compile_frozen
 from .complexity import count_macs
@@ -100,15 +102,15 @@ def measure(spec: str,
             batch: int,
             kwargs: Dict[str, Any],
             compile: bool = False,
-            deploy: bool = False) -> Dict[str, Any]:
+            optimize: bool = False) -> Dict[str, Any]:
     """One measurement in this process (run it in a fresh one: :func:`run_worker`); with
     ``compile``, of ``torch.compile(model)`` (inductor; the first call's extra time is
     ``compile_s``). Compiled forward rows use inductor's freezing (the weights become constants
     of the inference graph, so that BatchNorms fold and weights are pre-packed), as for
-    deployment; compiled training rows cannot freeze. With ``deploy`` (forward rows only), of
-    the backbone after its ``switch_to_deploy()`` (norms folded once, not at every call); the
-    process then also times the backbone as built against the deployed one, their forwards
-    alternating (``ab_built_median_s``, ``ab_deployed_median_s``: a same-process A/B, which a
+    deployment; compiled training rows cannot freeze. With ``optimize`` (forward rows only), of
+    the backbone after ``mmhybrid.optimize_for_inference`` (folded, CPU fast paths swapped in);
+    the process then also times the plain backbone against the optimised one, their forwards
+    alternating (``ab_plain_median_s``, ``ab_optimized_median_s``: a same-process A/B, which a
     machine whose speed drifts between processes leaves fair)."""
     size = tuple(size)
     torch.manual_seed(0)
@@ -118,14 +120,14 @@ def measure(spec: str,
     x = torch.randn(batch, 3, *size, device=device)
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16,
                               enabled=dtype == 'bf16')
-    built = None
+    plain = None
     if mode == 'fwd':
         model.eval()
-        if deploy:
-            built = copy.deepcopy(model)
-            model.switch_to_deploy()
-    elif deploy:
-        raise ValueError('deploy measures inference only (mode fwd)')
+        if optimize:
+            plain = copy.deepcopy(model)
+            optimize_for_inference(model)
+    elif optimize:
+        raise ValueError('optimize measures inference only (mode fwd)')
     else:
         model.train()
     freezing = compile and mode == 'fwd'
@@ -162,7 +164,7 @@ def measure(spec: str,
     result = dict(spec=spec, size=list(size), device=device, dtype=dtype, mode=mode,
                   attention='explicit' if reference else 'sdpa', batch=batch,
                   median_s=median, images_per_s=batch / median, repeat=repeat, compile=compile,
-                  freezing=freezing, deploy=deploy)
+                  freezing=freezing, optimize=optimize)
     if compile and warmup:
         result['compile_s'] = first_s - median
     if device == 'cuda':
@@ -170,11 +172,12 @@ def measure(spec: str,
         result['sdpa_backends'] = _cuda_sdpa_backends()
     else:
         result['peak_mem_mb'] = (peak_rss_bytes() - base_rss) / 2**20
-    if built is not None:
-        result.update(alternating_medians(dict(ab_built=built, ab_deployed=model), x, repeat,
+    if plain is not None:
+        result.update(alternating_medians(dict(ab_plain=plain, ab_optimized=model), x, repeat,
                                           autocast, device))
     # Counted after the peak was read: the counting forward must not add to it.
-    result['flops'] = step_flops(model, x, mode)
+    # The plain model's count: the same work, whatever the optimised modules' ops are.
+    result['flops'] = step_flops(model if plain is None else plain, x, mode)
     result['gflops_per_s'] = result['flops'] / median / 1e9
     return result
 
@@ -217,7 +220,7 @@ def matmul_roof(device: str, dtype: str, size: int = 4096, warmup: int = 2,
     torch_dtype = torch.bfloat16 if dtype == 'bf16' else torch.float32
     a, b = (torch.randn(size, size, device=device, dtype=torch_dtype) for _ in range(2))
     products = {'torch.mm': lambda: torch.mm(a, b)}
-    if device == 'cpu' and torch_dtype == torch.float32 and linear_layers.ONEDNN_LINEAR:
+    if device == 'cpu' and torch_dtype == torch.float32 and accel_internals.ONEDNN_LINEAR:
         products['onednn'] = lambda: linear_layers.inner_product(a, b)
     medians = {}
     for name, product in products.items():
@@ -273,8 +276,8 @@ def machine() -> str:
     vendor = linear_layers.cpu_vendor()
     if vendor:
         info += f', {vendor}'
-    info += (', linear layers on oneDNN' if linear_layers.ENABLED and linear_layers.ONEDNN_LINEAR
-             else ', linear layers on F.linear')
+    info += (', optimised linear layers on oneDNN' if linear_layers.onednn_linear_default()
+             else ', optimised linear layers on F.linear')
     if torch.cuda.is_available():
         info += f', {torch.cuda.get_device_name()}'
     return info
@@ -308,13 +311,13 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
                      f"{r['dtype']} | {r['mode']} | {r['attention']}"
                      f"{', compiled' * bool(r.get('compile'))}"
                      f"{' (frozen)' * bool(r.get('freezing'))}"
-                     f"{', deployed' * bool(r.get('deploy'))} | "
+                     f"{', optimised' * bool(r.get('optimize'))} | "
                      f"{r['median_s'] * 1e3:.1f} | {r['images_per_s']:.2f} | "
                      f"{r['peak_mem_mb']:.0f} | "
                      f"{'-' if gflops is None else f'{gflops:.1f}'} | {share} |")
     ratios = []
     for r in results:
-        if r['attention'] != 'sdpa' or r.get('compile') or r.get('deploy'):
+        if r['attention'] != 'sdpa' or r.get('compile') or r.get('optimize'):
             continue
         ref = next((q for q in results if q['attention'] == 'explicit' and all(
             q[k] == r[k] for k in ('spec', 'size', 'device', 'dtype', 'mode'))), None)
@@ -322,7 +325,7 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
             ratios.append(f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['mode']} | "
                           f"{ref['median_s'] / r['median_s']:.2f}x | "
                           f"{r['peak_mem_mb']:.0f} / {ref['peak_mem_mb']:.0f} |")
-    text = '\n'.join(lines) + compile_table(results) + deploy_table(results)
+    text = '\n'.join(lines) + compile_table(results) + optimize_table(results)
     if ratios:
         text += ('\n\nSDPA against explicit softmax attention, same run (speed-up = explicit time '
                  '/ SDPA time; peak memory SDPA / explicit, MB):\n\n| backbone | size | mode | '
@@ -344,11 +347,11 @@ def to_markdown(results: List[Dict[str, Any]], command: str,
 def _with_eager_rows(results: List[Dict[str, Any]],
                      variant: str) -> Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]:
     """``(row, eager row)`` for every row measured as ``variant`` (``'compile'`` or
-    ``'deploy'``) whose plain eager row (same backbone, size, dtype, mode, attention and batch)
+    ``'optimize'``) whose plain eager row (same backbone, size, dtype, mode, attention and batch)
     is in ``results``."""
     keys = ('spec', 'size', 'device', 'dtype', 'mode', 'attention', 'batch')
     for r in results:
-        eager = next((q for q in results if not q.get('compile') and not q.get('deploy')
+        eager = next((q for q in results if not q.get('compile') and not q.get('optimize')
                       and all(q[k] == r[k] for k in keys)), None) if r.get(variant) else None
         if eager:
             yield r, eager
@@ -372,20 +375,21 @@ def compile_table(results: List[Dict[str, Any]]) -> str:
             '|---|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
 
 
-def deploy_table(results: List[Dict[str, Any]]) -> str:
-    """Eager inference as built against the same backbone after ``switch_to_deploy()``, same
-    run (speed-up = as-built time / deployed time); empty without deployed rows."""
+def optimize_table(results: List[Dict[str, Any]]) -> str:
+    """Eager inference of the plain backbone against the same backbone after
+    ``mmhybrid.optimize_for_inference``, same run (speed-up = plain time / optimised time);
+    empty without optimised rows."""
     rows = [f"| {r['spec']} | {r['size'][0]}x{r['size'][1]} | {r['dtype']} | "
-            f"{r['ab_built_median_s'] * 1e3:.1f} | {r['ab_deployed_median_s'] * 1e3:.1f} | "
-            f"{r['ab_built_median_s'] / r['ab_deployed_median_s']:.2f}x | "
-            f"{built['peak_mem_mb']:.0f} / {r['peak_mem_mb']:.0f} |"
-            for r, built in _with_eager_rows(results, 'deploy') if 'ab_built_median_s' in r]
+            f"{r['ab_plain_median_s'] * 1e3:.1f} | {r['ab_optimized_median_s'] * 1e3:.1f} | "
+            f"{r['ab_plain_median_s'] / r['ab_optimized_median_s']:.2f}x | "
+            f"{plain['peak_mem_mb']:.0f} / {r['peak_mem_mb']:.0f} |"
+            for r, plain in _with_eager_rows(results, 'optimize') if 'ab_plain_median_s' in r]
     if not rows:
         return ''
-    return ('\n\nInference as built against `switch_to_deploy()` (as built / deployed ms: the '
-            'two in one process, forwards alternating; speed-up = their ratio; peak MB: the '
-            'as-built row\'s process / the deployed row\'s):\n\n| backbone | size | dtype | '
-            'as built ms | deployed ms | speed-up | peak MB |\n|---|---|---|---|---|---|---|\n'
+    return ('\n\nPlain inference against `mmhybrid.optimize_for_inference` (plain / optimised '
+            'ms: the two in one process, forwards alternating; speed-up = their ratio; peak MB: '
+            'the plain row\'s process / the optimised row\'s):\n\n| backbone | size | dtype | '
+            'plain ms | optimised ms | speed-up | peak MB |\n|---|---|---|---|---|---|---|\n'
             + '\n'.join(rows))
 
 
@@ -393,13 +397,13 @@ def markers(key: str) -> Tuple[str, str]:
     return f'<!-- benchmark:begin {key} -->', f'<!-- benchmark:end {key} -->'
 
 
-def report_key(device: str, modes: Sequence[str], compile: bool, deploy: bool = False) -> str:
+def report_key(device: str, modes: Sequence[str], compile: bool, optimize: bool = False) -> str:
     """The block of the page a run's report goes to: ``device`` (e.g. ``'cpu'``), or for a run
     with ``compile`` ``'<device>-compile'``, and ``'<device>-compile-train'`` when it measured
-    only training steps (``modes == ['fwdbwd']``); a run with ``deploy`` (and no ``compile``)
-    ``'<device>-deploy'``."""
+    only training steps (``modes == ['fwdbwd']``); a run with ``optimize`` (and no ``compile``)
+    ``'<device>-optimize'``."""
     if not compile:
-        return device + '-deploy' * bool(deploy)
+        return device + '-optimize' * bool(optimize)
     return device + '-compile' + '-train' * (list(modes) == ['fwdbwd'])
 
 
@@ -442,7 +446,7 @@ def run_benchmark(specs: Sequence[str],
                   stream: Optional[TextIO] = None,
                   roof_size: int = 4096,
                   compile: bool = False,
-                  deploy: bool = False) -> List[Dict[str, Any]]:
+                  optimize: bool = False) -> List[Dict[str, Any]]:
     """Measures every (spec, size, dtype, mode[, attention]) in its own process, writes a line
     per measurement and then the markdown report to ``stream`` (stdout), and returns the results.
 
@@ -467,8 +471,8 @@ def run_benchmark(specs: Sequence[str],
         roof_size: Side of the square matrices of the matmul roof (:func:`matmul_roof`),
             measured before and after the models for every dtype.
         compile: Also measure each row under ``torch.compile`` (next to its eager row).
-        deploy: Also measure each inference row after the backbone's ``switch_to_deploy()``
-            (next to its row as built).
+        optimize: Also measure each inference row after ``mmhybrid.optimize_for_inference``,
+            alternating with the plain backbone in one process (next to its plain row).
 
     Raises:
         ValueError: A spec names no registered backbone.
@@ -493,14 +497,15 @@ def run_benchmark(specs: Sequence[str],
                 for mode in modes:
                     variants = [(False, False, False)] + [(True, False, False)] * bool(
                         compare_reference) + [(False, True, False)] * bool(compile) + [
-                            (False, False, True)] * bool(deploy and mode == 'fwd')
-                    for reference, compiled, deployed in variants:
+                            (False, False, True)] * bool(optimize and mode == 'fwd')
+                    for reference, compiled, optimized in variants:
                         job = dict(spec=spec, size=size, device=device, dtype=dtype, mode=mode,
                                    reference=reference, warmup=warmup, repeat=repeat,
                                    batch=batch, kwargs=kwargs or {}, compile=compiled,
-                                   deploy=deployed)
+                                   optimize=optimized)
                         result = run_worker(job)
-                        variant = 'compiled' if compiled else 'deployed' if deployed else 'eager'
+                        variant = ('compiled' if compiled else 'optimised' if optimized
+                                   else 'eager')
                         if result:
                             results.append(result)
                             stream.write(f"{spec:20s} {size[0]}x{size[1]:<5d} {dtype} {mode:7s} "
@@ -517,6 +522,6 @@ def run_benchmark(specs: Sequence[str],
                       indent=1)
     report = to_markdown(results, command, roofs)
     if markdown_path:
-        write_report(markdown_path, report, key=report_key(device, modes, compile, deploy))
+        write_report(markdown_path, report, key=report_key(device, modes, compile, optimize))
     stream.write(report + '\n')
     return results

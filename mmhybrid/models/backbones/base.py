@@ -1,14 +1,14 @@
-"""The backbone contract shared by every mmhybrid family (DESIGN.md §2)."""
+"""The backbone contract shared by every mmhybrid family."""
 import copy
 from typing import Any, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhybrid.registry import WEIGHT_INITIALIZERS
 from ..layers import build_out_norm
+from ..layers.folding import BATCH_NORMS
 from ..loading import CheckpointMismatchError, compare_state_dict, summarize_keys
 
 # The four-stage pyramid every family produces.
@@ -309,6 +309,11 @@ class HybridBackbone(BaseModule):
                 param.requires_grad = False
 
     def train(self, mode: bool = True) -> 'HybridBackbone':
+        if mode and self.optimized:
+            raise RuntimeError(
+                f'{type(self).__name__}(arch={self.arch_name!r}) was optimised for inference '
+                f'(mmhybrid.optimize_for_inference): it only predicts; train a model that was '
+                f'not')
         if mode and self.deployed:
             raise RuntimeError(
                 f'{type(self).__name__}(arch={self.arch_name!r}) was switched to deploy '
@@ -318,12 +323,15 @@ class HybridBackbone(BaseModule):
         self._freeze_stages()
         if mode and self.norm_eval:
             for module in self.modules():
-                if isinstance(module, _BatchNorm):
+                if isinstance(module, BATCH_NORMS):
                     module.eval()
         return self
 
     # ------------------------------------------------------------------ deploy
+    # Whether switch_to_deploy() folded the backbone, and whether
+    # mmhybrid.optimize_for_inference() swapped its fast modules in (inference only).
     deployed: bool = False
+    optimized: bool = False
 
     @torch.no_grad()
     def switch_to_deploy(self) -> 'HybridBackbone':
@@ -331,10 +339,10 @@ class HybridBackbone(BaseModule):
 
         Eval-mode BatchNorms next to a convolution are folded into it (where no padding or
         activation lies between them), other eval BatchNorms become their fixed per-channel
-        affine map (``layers.fusion.ChannelAffine``), layer scales go into the layer before
+        affine map (``layers.folding.ChannelAffine``), layer scales go into the layer before
         them and residuals around a depth-wise conv become its centre tap: what inference
-        would otherwise recompute from the parameters at every call (``layers.fusion``) is
-        computed once here, and passes over the maps disappear. Which folds exist is the
+        would otherwise recompute from the parameters at every call is computed once here,
+        and passes over the maps disappear. Which folds exist is the
         family's (each submodule's own ``switch_to_deploy``): CMT, VAN, TransCNN and UniFormer
         fold; CrossFormer (LayerNorms) and HAT-Net (GroupNorms) have nothing to fold and are
         only marked. Outputs stay those of the eval-mode model up to float rounding.

@@ -11,8 +11,7 @@ stored at that native size and resized at run time to the real query and key gri
 state dict of another pretrain size is resized on load (:meth:`CMT.adapt_state_dict`).
 """
 import math
-from functools import partial
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -21,21 +20,13 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (LayerNorm2d, Linear, Stage, add_residual, eager_inference, gelu_then_norm,
-                      grouped_attention, init_official_weights_, map_row_bands, maybe_checkpoint,
-                      merge_heads, pad_to_multiple, pointwise_conv, pointwise_linear,
-                      resize_position_bias, rows_per_band, split_heads)
-from ..layers.fusion import (ChannelAffine, add_identity_tap, batch_norm_, bn_affine, conv_act,
-                             fold_bn_after, fold_bn_around, fold_bns_around_pointwise_,
-                             fold_identity_tap_, fold_norms_, fusion_enabled)
-from ..layers.position_bias import Grid, RowBandBias
+from ..layers import (AttentionKernel, LayerNorm2d, Stage, attention_kernel,
+                      detached_without_autograd, init_official_weights_, maybe_checkpoint,
+                      merge_heads, pad_to_multiple, resize_position_bias)
+from ..layers.folding import (ChannelAffine, fold_bns_around_pointwise_, fold_identity_tap_,
+                              fold_norms_)
+from ..layers.position_bias import Grid
 from .base import NUM_STAGES, HybridBackbone
-
-
-# At inference a stage whose resized bias would exceed BIAS_WHOLE_BYTES runs attention in bands
-# of query rows with about BIAS_BAND_BYTES of bias each (RowBandBias).
-BIAS_WHOLE_BYTES = 64 * 2**20
-BIAS_BAND_BYTES = 16 * 2**20
 
 
 def key_grid(height: int, width: int, sr_ratio: int) -> Grid:
@@ -70,17 +61,9 @@ class CMTStem(nn.Module):
             setattr(self, f'norm{i}', build_norm_layer(norm_cfg, channels)[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fusion_enabled(x):  # inference: each conv and its GELU in one call where possible
-            for i in range(1, 4):
-                conv = getattr(self, f'conv{i}')
-                act = getattr(self, f'act{i}')  # called by conv_act unless GELU
-                x = batch_norm_(getattr(self, f'norm{i}'),
-                                conv_act(x, conv.weight, conv.bias, act, conv.stride[0],
-                                         conv.padding[0]), act)
-            return x
         for i in range(1, 4):
-            x = gelu_then_norm(getattr(self, f'act{i}'), getattr(self, f'norm{i}'),
-                               getattr(self, f'conv{i}')(x))
+            x = getattr(self, f'conv{i}')(x)
+            x = getattr(self, f'norm{i}')(getattr(self, f'act{i}')(x))
         return x
 
     def switch_to_deploy(self) -> None:
@@ -133,10 +116,12 @@ class LightweightMHSA(nn.Module):
         self.num_heads = num_heads
         self.scale = (dim // num_heads)**-0.5
         self.sr_ratio = sr_ratio
-        self.q = Linear(dim, dim, bias=qkv_bias)
-        self.k = Linear(dim, dim, bias=qkv_bias)
-        self.v = Linear(dim, dim, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
+        # Another attention kernel (attention_kernel's signature, without ``fused``), or None.
+        self.kernel: Optional[AttentionKernel] = None
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio, groups=dim)
             self.sr_norm = build_norm_layer(norm_cfg, dim)[1]
@@ -146,41 +131,26 @@ class LightweightMHSA(nn.Module):
         if self.sr_ratio > 1:
             fold_norms_(self, after=[('sr', 'sr_norm')])
 
-    def forward(self, x: torch.Tensor, bias: Union[torch.Tensor, RowBandBias]) -> torch.Tensor:
-        """``x``: normed NCHW map; ``bias``: ``(heads, H*W, Hk*Wk)``, or at inference a
-        :class:`RowBandBias` (attention then runs in bands of query rows, each band with its
-        rows of the bias). Returns NCHW."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``x``: normed NCHW map; ``bias``: ``(heads, H*W, Hk*Wk)``. Returns NCHW."""
         b, c, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
-        if self.sr_ratio > 1:
-            # A side shorter than the reduction is padded up to it (one key along that side).
-            pad_h, pad_w = max(self.sr_ratio - h, 0), max(self.sr_ratio - w, 0)
-            kv = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
-            affine = bn_affine(self.sr_norm) if fusion_enabled(x) else None
-            if affine is not None:  # inference: the BatchNorm folded into the reduction conv
-                weight, conv_bias = fold_bn_after(self.sr.weight, self.sr.bias, affine)
-                kv = F.conv2d(kv, weight, conv_bias, self.sr_ratio, 0, 1, self.sr.groups)
-            else:
-                kv = self.sr_norm(self.sr(kv))
-            kv = kv.flatten(2).transpose(1, 2)
-        else:
-            kv = tokens
-        # One group (global attention): (B, 1, heads, N, d).
-        q, k, v = (split_heads(proj(t), 1, self.num_heads)[0][:, None]
-                   for proj, t in ((self.q, tokens), (self.k, kv), (self.v, kv)))
-        if isinstance(bias, RowBandBias):
-            out = x.new_empty(b, h * w, c)
-            rows = bias.rows_per_band(BIAS_BAND_BYTES)
-            for top in range(0, h, rows):
-                bottom = min(top + rows, h)
-                band = grouped_attention(q[..., top * w:bottom * w, :], k, v,
-                                         bias.rows(top, bottom), scale=self.scale)
-                out[:, top * w:bottom * w] = merge_heads(band[:, 0])
-                del band
-        else:
-            out = merge_heads(grouped_attention(q, k, v, bias, scale=self.scale)[:, 0])
-        del q, k, v  # freed before the projection (inference peak at detection sizes)
-        return self.proj(out).transpose(1, 2).reshape(b, c, h, w)
+        kv = self.reduce(x).flatten(2).transpose(1, 2) if self.sr_ratio > 1 else tokens
+        # (B, heads, N, d): one global group.
+        q = self.q(tokens).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        k = self.k(kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        v = self.v(kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        mask = detached_without_autograd(bias).to(q.dtype)[None]
+        out = (self.kernel or attention_kernel)(q, k, v, mask, self.scale)
+        return self.proj(merge_heads(out)).transpose(1, 2).reshape(b, c, h, w)
+
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """The reduced map keys and values come from: ``BN(dw conv k=sr s=sr (x))``; a side
+        shorter than the reduction is zero-padded up to it (one key along that side)."""
+        pad_h, pad_w = max(self.sr_ratio - x.shape[2], 0), max(self.sr_ratio - x.shape[3], 0)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return self.sr_norm(self.sr(x))
 
 
 class IRFFN(nn.Module):
@@ -225,53 +195,10 @@ class IRFFN(nn.Module):
             self.norm3 = ChannelAffine.from_batch_norm(self.norm3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled():
-            fn = self._forward
-            if fusion_enabled(x):
-                fn = partial(self._forward_fused, self.folded_fc2(x))
-            # Inference: bands of rows (the 3x3 conv looks one row up and down), so that the
-            # hidden maps (4x the channels) of a detection-size map are never whole.
-            return map_row_bands(fn, x, halo=1, rows=rows_per_band(x, self.fc1.out_channels))
-        return self._forward(x)
-
-    def folded_fc2(self, x: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        """``norm3(fc2(norm2(.)))`` on ``x``'s hidden map as one ``(out, in)`` weight and bias,
-        when both norms are BatchNorms in eval mode (exact: a 1x1 conv has no padding between
-        the norms and itself) and the map has at least as many positions as the hidden
-        channels (else the folded weight is larger than the maps the two norms would pass
-        over, and folding costs more than it saves); otherwise ``None``."""
-        if x.shape[0] * x.shape[2] * x.shape[3] < self.fc2.in_channels:
-            return None
-        pre, post = bn_affine(self.norm2), bn_affine(self.norm3)
-        if pre is None or post is None:
-            return None
-        return fold_bn_around(self.fc2.weight.flatten(1), self.fc2.bias, pre, post)
-
-    def _forward_fused(self, fc2: Optional[Tuple[torch.Tensor, torch.Tensor]],
-                       x: torch.Tensor) -> torch.Tensor:
-        # Inference: the residual as the 3x3 conv's centre tap (x + dw(x)), run with its GELU
-        # in one call; norm2 and norm3 folded into fc2 when ``fc2`` gives the folded weights.
-        # act1 applied as fc1 writes its map, norm1 in place on it (norm1 is not folded: the
-        # 3x3 conv's zero padding lies between it and the conv).
-        x = pointwise_conv(self.fc1, x, self.act1)
-        x = batch_norm_(self.norm1, x, self.fc1, self.act1)
-        weight = self.dwconv.weight
-        x = conv_act(x, weight if self.dw_residual_folded else add_identity_tap(weight),
-                     self.dwconv.bias, self.act2, padding=1, groups=self.dwconv.groups)
-        if type(self.norm3) is nn.Identity:  # deployed: both norms are in fc2
-            return pointwise_conv(self.fc2, x)
-        if fc2 is None:
-            x = pointwise_conv(self.fc2, batch_norm_(self.norm2, x, self.act2))
-            return batch_norm_(self.norm3, x, self.fc2)
-        return pointwise_linear(x, *fc2)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One step per statement, rebinding ``x``: every hidden map is freed as soon as it is
-        # consumed. In training a GELU-BatchNorm pair stores one map (gelu_then_norm).
-        x = gelu_then_norm(self.act1, self.norm1, pointwise_conv(self.fc1, x))
-        x = self.dwconv(x) if self.dw_residual_folded else add_residual(self.dwconv(x), x)
-        x = gelu_then_norm(self.act2, self.norm2, x)
-        return self.norm3(pointwise_conv(self.fc2, x))
+        x = self.norm1(self.act1(self.fc1(x)))
+        x = self.dwconv(x) if self.dw_residual_folded else x + self.dwconv(x)
+        x = self.norm2(self.act2(x))
+        return self.norm3(self.fc2(x))
 
 
 class CMTBlock(nn.Module):
@@ -315,16 +242,9 @@ class CMTBlock(nn.Module):
         self.lpu_residual_folded = True
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        # Each branch is a fresh tensor: the residual sums reuse its buffer (add_residual).
-        if self.lpu_residual_folded:
-            x = self.lpu(x)
-        elif fusion_enabled(x):  # inference: x + lpu(x) as one conv (centre tap plus one)
-            x = F.conv2d(x, add_identity_tap(self.lpu.weight), self.lpu.bias, 1, 1, 1,
-                         self.lpu.groups)
-        else:
-            x = add_residual(self.lpu(x), x)
-        x = add_residual(self.drop_path(self.attn(self.norm1(x), bias)), x)
-        return add_residual(self.drop_path(self.ffn(self.norm2(x))), x)
+        x = self.lpu(x) if self.lpu_residual_folded else x + self.lpu(x)
+        x = x + self.drop_path(self.attn(self.norm1(x), bias))
+        return x + self.drop_path(self.ffn(self.norm2(x)))
 
 
 class CMTStage(Stage):
@@ -333,9 +253,7 @@ class CMTStage(Stage):
     The bias is stored at the pretrain grids and resized once per forward to the actual grids;
     the resized bias lives only while the stage runs. (It is not kept across forwards: at
     800x1344 the four stages' biases take 530 MB, more than the rest of an inference's peak,
-    and detection inputs change size from image to image anyway.) At inference a bias larger
-    than ``BIAS_WHOLE_BYTES`` is not built whole either: the blocks get a :class:`RowBandBias`
-    and run attention in bands of query rows (:meth:`position_bias`).
+    and detection inputs change size from image to image anyway.)
 
     Args:
         downsample: The stage's patch embedding.
@@ -360,33 +278,14 @@ class CMTStage(Stage):
         self.relative_pos = nn.Parameter(
             torch.randn(num_heads, math.prod(self.query_grid), math.prod(self.key_grid)))
 
-    def position_bias(self, query_grid: Grid,
-                      dtype: torch.dtype) -> Union[torch.Tensor, RowBandBias]:
-        """The bias for an actual query grid, as ``(heads, Hq*Wq, Hk*Wk)`` in ``dtype``; under
-        ``no_grad`` in eager mode (``layers.eager_inference``), a :class:`RowBandBias`
-        when the whole bias would take more than ``BIAS_WHOLE_BYTES`` (its blocks then resize
-        the query rows band by band: each block redoes that part of the resize, the whole bias
-        never exists)."""
-        keys = key_grid(*query_grid, self.sr_ratio)
-        whole_bytes = (self.relative_pos.shape[0] * math.prod(query_grid) * math.prod(keys)
-                       * torch.finfo(dtype).bits // 8)
-        if whole_bytes > BIAS_WHOLE_BYTES and eager_inference():
-            return RowBandBias(self.relative_pos, self.query_grid, self.key_grid, query_grid,
-                               keys, dtype)
-        bias = resize_position_bias(self.relative_pos, self.query_grid, self.key_grid,
-                                    query_grid, keys).to(dtype)
-        if not torch.is_grad_enabled():
-            # Unchanged grids return the parameter itself: a mask that requires grad sends SDPA
-            # to its math path even under no_grad.
-            bias = bias.detach()
-        return bias
+    def position_bias(self, query_grid: Grid) -> torch.Tensor:
+        """The bias ``(heads, Hq*Wq, Hk*Wk)`` for an actual query grid."""
+        return resize_position_bias(self.relative_pos, self.query_grid, self.key_grid,
+                                    query_grid, key_grid(*query_grid, self.sr_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
-        dtype = x.dtype
-        if torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
-        bias = self.position_bias((x.shape[2], x.shape[3]), dtype)
+        bias = self.position_bias((x.shape[2], x.shape[3]))
         # The blocks' loop inline (not ``run_blocks(x, bias)``): rebinding ``x`` here frees
         # the patch embedding's map after the first block.
         for block in self.blocks:

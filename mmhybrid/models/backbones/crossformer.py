@@ -12,14 +12,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (AxisLayout, LayerNorm2d, Linear, Mlp, Stage, TokenAttention, apply_in_groups,
-                      ceil_div, crop_to, eager_inference, group_shape, init_official_weights_,
-                      pad_to_multiple, padding_map, partition_groups, same_size, window_layout)
-from ..layers.windows import layout_unit, resolve_layout
+from ..layers import (AxisLayout, LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
+                      ceil_div, group_shape, init_official_weights_, pad_to_multiple,
+                      window_layout)
 from ..loading import CheckpointMismatchError
 from .base import NUM_STAGES, HybridBackbone
 
@@ -47,65 +45,9 @@ def cel_convs(in_channels: int, out_channels: int, kernel_sizes: Sequence[int],
         for k, c in zip(kernel_sizes, cel_channel_splits(out_channels, len(kernel_sizes))))
 
 
-# Kernels at least this many strides wide are trained as space-to-depth convolutions.
-SPACE_TO_DEPTH_MIN_TAPS = 4
-
-
-def cel_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a conv of a cross-scale embedding layer.
-
-    When its weight gets a gradient and its kernel spans at least
-    :data:`SPACE_TO_DEPTH_MIN_TAPS` strides (the first layer's 16x16 and 32x32 kernels of
-    stride 4), it runs as :func:`space_to_depth_conv`: oneDNN's weight gradient of the plain
-    conv takes 168 ms (32x32, 800x1344, contiguous image) and 6.1 s on a channels-last image,
-    which is the layout inductor gives every conv input on the CPU (compiled training was
-    0.46x of eager); as a space-to-depth conv it takes 54-55 ms in either layout. Inference
-    keeps the plain conv (its forward is faster).
-    """
-    kernel, stride = conv.kernel_size[0], conv.stride[0]
-    if (torch.is_grad_enabled() and conv.weight.requires_grad and kernel % stride == 0
-            and kernel // stride >= SPACE_TO_DEPTH_MIN_TAPS
-            and not torch.compiler.is_exporting()):
-        return space_to_depth_conv(conv, x)
-    return conv(x)
-
-
 def cel_forward(convs: Sequence[nn.Conv2d], x: torch.Tensor) -> torch.Tensor:
-    """The concatenated outputs of a cross-scale embedding layer's ``convs`` on ``x`` (NCHW).
-
-    Where no weight gets a gradient (inference, frozen layers) on the CPU, the convs read a
-    channels-last copy of an NCHW ``x`` (made once, shared by the convs): oneDNN runs kernels
-    wider than the stride as im2col products on an NCHW map and as direct convolutions on a
-    channels-last one. The first layer of CrossFormer-S at 800x1344 (kernels 4, 8, 16, 32 of
-    stride 4) took 794 ms NCHW against 223 ms channels-last on 2 threads, and with one
-    thread oneDNN fell back to its reference kernel for the 32x32 conv (25 s against 0.11 s).
-    Training keeps :func:`cel_conv` on ``x`` as it comes (see there).
-    """
-    if (x.device.type == 'cpu' and x.dim() == 4 and not torch.compiler.is_exporting()
-            and not any(torch.is_grad_enabled() and conv.weight.requires_grad for conv in convs)
-            and any(conv.kernel_size[0] > conv.stride[0] for conv in convs)):
-        x = x.contiguous(memory_format=torch.channels_last)
-    return torch.cat([cel_conv(conv, x) for conv in convs], dim=1)
-
-
-def space_to_depth_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a square conv whose kernel ``k`` is a multiple of its stride ``s``
-    (zero padding, no dilation or groups), as a stride-1 conv with a ``k/s`` kernel over the
-    input's ``s x s`` space-to-depth rearrangement (``pixel_unshuffle`` of the padded input,
-    the weight rearranged the same way): the same products, summed in another order."""
-    kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
-    height, width = x.shape[-2:]
-    taps = kernel // stride
-    # The input rows/columns (padding included) the conv reads: its outputs plus the taps.
-    need_h = ((height + 2 * padding - kernel) // stride + taps) * stride
-    need_w = ((width + 2 * padding - kernel) // stride + taps) * stride
-    # need <= size + 2 * padding: pad as the conv does, then drop what no output reads (no
-    # max() of sizes, which a compiled graph with dynamic sizes could not order).
-    x = F.pad(x, (padding, padding, padding, padding))[..., :need_h, :need_w]
-    out_channels, in_channels = conv.weight.shape[:2]
-    weight = conv.weight.view(out_channels, in_channels, taps, stride, taps, stride).permute(
-        0, 1, 3, 5, 2, 4).reshape(out_channels, in_channels * stride * stride, taps, taps)
-    return F.conv2d(F.pixel_unshuffle(x, stride), weight, conv.bias)
+    """The concatenated outputs of a cross-scale embedding layer's ``convs`` on ``x``."""
+    return torch.cat([conv(x) for conv in convs], dim=1)
 
 
 class DynamicPositionBias(nn.Module):
@@ -122,23 +64,24 @@ class DynamicPositionBias(nn.Module):
 
     def __init__(self, num_heads: int, pos_dim: int) -> None:
         super().__init__()
-        self.pos_proj = Linear(2, pos_dim)
-        self.pos1 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), Linear(pos_dim, pos_dim))
-        self.pos2 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), Linear(pos_dim, pos_dim))
-        self.pos3 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), Linear(pos_dim, num_heads))
+        self.pos_proj = nn.Linear(2, pos_dim)
+        self.pos1 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), nn.Linear(pos_dim, pos_dim))
+        self.pos2 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), nn.Linear(pos_dim, pos_dim))
+        self.pos3 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(),
+                                  nn.Linear(pos_dim, num_heads))
 
     def forward(self, group_h: int, group_w: int) -> torch.Tensor:
         """Returns the ``(heads, N, N)`` bias of a ``group_h x group_w`` group (``N = Gh*Gw``)."""
         weight = self.pos_proj.weight
         dy = torch.arange(1 - group_h, group_h, device=weight.device)
         dx = torch.arange(1 - group_w, group_w, device=weight.device)
-        offsets = torch.stack(torch.meshgrid(dy, dx, indexing='ij'), dim=-1).reshape(-1, 2)
+        offsets = torch.cartesian_prod(dy, dx)  # every (dy, dx) in the group, row-major
         table = self.pos3(self.pos2(self.pos1(self.pos_proj(offsets.to(weight.dtype)))))
-        ys = torch.arange(group_h, device=weight.device)
-        xs = torch.arange(group_w, device=weight.device)
-        coords = torch.stack(torch.meshgrid(ys, xs, indexing='ij')).flatten(1)  # 2, N
-        rel = coords[:, :, None] - coords[:, None, :]  # 2, N, N
-        index = (rel[0] + group_h - 1) * (2 * group_w - 1) + rel[1] + group_w - 1
+        # A token's place in the table's rows: y * (2 * Gw - 1) + x; the offset (0, 0) is the
+        # middle row, so token i sees token j through row pos[i] - pos[j] + middle.
+        ys = torch.arange(group_h, device=weight.device) * (2 * group_w - 1)
+        pos = (ys[:, None] + torch.arange(group_w, device=weight.device)).flatten()
+        index = pos[:, None] - pos + offsets.shape[0] // 2
         return table.t()[:, index]  # (heads, N, N), laid out contiguously
 
 
@@ -149,10 +92,12 @@ class CrossFormerAttention(TokenAttention):
         dim: Number of channels.
         num_heads: Number of heads.
         qkv_bias: Learnable bias of the qkv projection.
+        fused: SDPA (True) or the explicit formula (False: faster on the CPU for groups of
+            few tokens, such as 7x7 windows).
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool) -> None:
-        super().__init__(dim, num_heads, qkv_bias)
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, fused: bool = True) -> None:
+        super().__init__(dim, num_heads, qkv_bias, fused)
         # The official code builds the DPB with `dim // 4`, which it divides by 4 again.
         self.pos = DynamicPositionBias(num_heads, (dim // 4) // 4)
 
@@ -169,14 +114,6 @@ class CrossFormerAttention(TokenAttention):
             key_padding: ``(num_groups, N)``, True where a token is padding, or None.
         """
         return super().forward(x, self.pos(*group_shape), key_padding)
-
-    def forward_with_bias(self,
-                          x: torch.Tensor,
-                          bias: torch.Tensor,
-                          key_padding: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """:meth:`forward` with the DPB bias ``(heads, N, N)`` computed by the caller (once for
-        all chunks of groups)."""
-        return TokenAttention.forward(self, x, bias, key_padding)
 
 
 class ActivationCooling(nn.Module):
@@ -243,7 +180,10 @@ class CrossFormerBlock(nn.Module):
         self.long_distance = long_distance
         self.lda_mode = lda_mode
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = CrossFormerAttention(dim, num_heads, qkv_bias)
+        # Groups of a fixed G x G size (SDA, regional LDA) attend through the explicit formula,
+        # the ICLR'22 LDA's groups (a whole map's share of tokens) through SDPA.
+        self.attn = CrossFormerAttention(dim, num_heads, qkv_bias,
+                                         fused=long_distance and lda_mode == 'iclr')
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -273,92 +213,12 @@ class CrossFormerBlock(nn.Module):
         size = (x.shape[1], x.shape[2])
         layout_h, layout_w = self.group_layout(*size)
         shape = group_shape(layout_h, layout_w, size)
-        return apply_in_groups(x, layout_h, layout_w,
-                               lambda groups, padding: self.attn(groups, shape, padding))
+        return apply_in_groups(x, layout_h, layout_w, lambda g, pad: self.attn(g, shape, pad))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if use_chunked_inference(self):
-            x = self.forward_chunked(x)
-        else:
-            x = x + self.drop_path(self._attention(self.norm1(x)))
-            x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self._attention(self.norm1(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x if self.cooling is None else self.cooling(x)
-
-    def forward_chunked(self, x: torch.Tensor) -> torch.Tensor:
-        """The block up to its cooling layer for inference, in chunks (equal to the plain path).
-
-        Attention runs on chunks of groups (whole region rows, or phases of one region row),
-        each written back over its own normed input, so that only one chunk's 3C qkv tokens
-        and attention outputs are alive, never the whole map's; the DPB bias is computed once.
-        The MLP then runs in bands of rows, adding into the block's output in place, so that
-        only one band's 4C hidden tokens are alive. Chunks and bands are large (about
-        :data:`CHUNK_BYTES` each): every op is a parallel region, and few large ones are
-        cheaper than many small ones on a busy CPU.
-        """
-        batch, height, width, channels = x.shape
-        layout_h, layout_w = self.group_layout(height, width)
-        unit = (layout_unit(layout_h), layout_unit(layout_w))
-        normed = pad_to_multiple(self.norm1(x), unit, channels_last=True)
-        size = (normed.shape[1], normed.shape[2])
-        (group_h, stride_h), (group_w, stride_w) = (resolve_layout(layout_h, size[0]),
-                                                    resolve_layout(layout_w, size[1]))
-        regions_h = size[0] // (group_h * stride_h)
-        regions_w = size[1] // (group_w * stride_w)
-        tokens = group_h * group_w
-        # (B, region row, region column, row phase, column phase, Gh, Gw, C): a view whose
-        # flattened dims 1-4 are partition_groups' group order.
-        groups = normed.view(batch, regions_h, group_h, stride_h, regions_w, group_w, stride_w,
-                             channels).permute(0, 1, 4, 3, 6, 2, 5, 7)
-        key_padding = None
-        if not same_size(size, (height, width)):
-            padding = padding_map((height, width), unit, x.device)
-            key_padding = partition_groups(padding, layout_h, layout_w)[0, ..., 0].view(
-                regions_h, regions_w, stride_h, stride_w, tokens)
-        bias = self.attn.pos(group_h, group_w)
-        budget = max(CHUNK_BYTES // (3 * channels * x.element_size() * batch), 1)
-        for rows, phases in group_chunks(regions_h, stride_h, group_h * size[1], budget):
-            chunk = groups[:, rows, :, phases]
-            padding = (None if key_padding is None else
-                       key_padding[rows, :, phases].reshape(-1, tokens))
-            result = self.attn.forward_with_bias(chunk.reshape(batch, -1, tokens, channels),
-                                                 bias, padding)
-            chunk.copy_(result.view(chunk.shape))
-        out = x + crop_to(normed, (height, width), channels_last=True)
-        del normed, groups
-        hidden = self.mlp.fc1.out_features
-        band = max(CHUNK_BYTES // (batch * width * hidden * x.element_size()), 1)
-        for top in range(0, height, band):
-            rows = out[:, top:top + band]
-            rows += self.mlp(self.norm2(rows))
-        return out
-
-
-# The size of one chunk's qkv tokens, or one band's MLP hidden tokens, in chunked inference.
-CHUNK_BYTES = 12 * 2**20
-
-
-def use_chunked_inference(block: nn.Module) -> bool:
-    """Whether ``block`` runs :meth:`CrossFormerBlock.forward_chunked`: eval mode and
-    :func:`~mmhybrid.models.layers.eager_inference`; traced graphs (compile, export), dispatch
-    modes and training keep the plain block."""
-    return not block.training and eager_inference()
-
-
-def group_chunks(regions: int, stride: int, phase_tokens: int,
-                 budget: int) -> List[Tuple[slice, slice]]:
-    """Chunks of groups as ``(region rows, row phases)`` slices, about ``budget`` tokens each.
-
-    A region row holds ``stride`` phases of ``phase_tokens`` tokens. Chunks are several whole
-    region rows when one fits in the budget, otherwise runs of phases of one region row (at
-    least one phase each).
-    """
-    if stride * phase_tokens <= budget:
-        step = budget // (stride * phase_tokens)
-        return [(slice(top, min(top + step, regions)), slice(None))
-                for top in range(0, regions, step)]
-    step = max(budget // phase_tokens, 1)
-    return [(slice(region, region + 1), slice(phase, min(phase + step, stride)))
-            for region in range(regions) for phase in range(0, stride, step)]
 
 
 class CrossScalePatchEmbed(nn.Module):

@@ -19,9 +19,9 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (Stage, apply_in_groups, grouped_attention, init_official_weights_,
-                      lowering_for_inductor, merge_heads, split_heads, window_layout)
-from ..layers.fusion import fold_norms_
+from ..layers import (Stage, apply_in_groups, contiguous_for_inductor, grouped_attention,
+                      init_official_weights_, merge_heads, split_heads, window_layout)
+from ..layers.folding import fold_norms_
 from .base import NUM_STAGES, HybridBackbone
 
 
@@ -37,7 +37,7 @@ def _to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     are dynamic, see ``LayerNorm2d._normalize_channels``)."""
     tokens = tokens[:, 0]
     x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
-    return x.contiguous() if lowering_for_inductor() else x
+    return contiguous_for_inductor(x)
 
 
 class HMHSA(nn.Module):

@@ -18,7 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmhybrid.registry import MODELS
 from ..layers import (LayerNorm2d, Mlp, Stage, TokenAttention, apply_in_groups,
                       init_official_weights_, window_layout)
-from ..layers.fusion import fold_identity_tap_, fold_layer_scale_, fold_norms_
+from ..layers.folding import fold_identity_tap_, fold_layer_scale_, fold_norms_
 from .base import NUM_STAGES, HybridBackbone
 
 ATTENTION_MODES = ('global', 'window', 'hybrid')

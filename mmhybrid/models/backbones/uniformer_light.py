@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (Linear, Mlp, Stage, TokenAttention, grouped_attention, init_official_weights_,
-                      lowering_for_inductor, maybe_checkpoint, merge_heads, split_heads)
-from ..layers.fusion import fold_identity_tap_
+from ..layers import (Mlp, Stage, TokenAttention, contiguous_for_inductor, grouped_attention,
+                      init_official_weights_, maybe_checkpoint, merge_heads, split_heads)
+from ..layers.folding import fold_identity_tap_
 from .base import NUM_STAGES, HybridBackbone
 from .uniformer import UniFormerConvBlock, UniFormerPatchEmbed
 
@@ -176,7 +176,7 @@ class UniFormerEvoBlock(nn.Module):
         x = tokens.transpose(1, 2).reshape(b, c, h, w)
         # A channels-last view; contiguous while compiling (inductor fails to lower the view
         # into the next block's conv with dynamic sizes, see layers.lowering_for_inductor).
-        return (x.contiguous() if lowering_for_inductor() else x), t[:, :1], scores
+        return contiguous_for_inductor(x), t[:, :1], scores
 
 
 class UniFormerEvoStage(Stage):
@@ -204,7 +204,7 @@ class UniFormerEvoStage(Stage):
         if in_dim is None:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         else:
-            self.cls_upsample = Linear(in_dim, dim)
+            self.cls_upsample = nn.Linear(in_dim, dim)
 
     def forward(self, x: torch.Tensor,  # type: ignore[override]
                 state: Optional[TokenState] = None) -> Tuple[torch.Tensor, TokenState]:

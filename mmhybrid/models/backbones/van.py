@@ -4,80 +4,17 @@ Semantics follow the authors' ``VAN-Classification/models/van.py``; the module l
 mmhybrid's own (``stages.i.{downsample,blocks,norm}``), the converter in
 ``mmhybrid.checkpoint.van`` maps the released files onto it.
 """
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from mmhybrid.registry import MODELS
-from ..layers import (LayerNorm2d, Stage, add_residual, ceil_div, crop_to,
-                      init_official_weights_, is_channels_last, lowering_for_inductor,
-                      map_row_bands, rows_per_band, untraced_eager)
-from ..layers.fusion import (bn_affine, conv_act, fold_affine_after_, fold_affine_before_,
-                             fold_norms_, fusion_enabled, gelu_, unhooked)
-from ..layers.padding import padding_to_multiple
+from ..layers import LayerNorm2d, Stage, init_official_weights_
+from ..layers.folding import bn_affine, fold_affine_after_, fold_affine_before_, fold_norms_
 from .base import NUM_STAGES, HybridBackbone
-
-
-def dilated_depthwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a depth-wise conv of stride 1 and dilation ``d > 1`` (LKA's 7x7 of
-    dilation 3), as an undilated conv over the ``d x d`` phase grids of the padded map.
-
-    An output ``(i, j)`` reads the padded input at ``(i + d*a, j + d*b)``: all on the phase
-    ``(i mod d, j mod d)``. So the padded map, rearranged into its ``d*d`` phases
-    (``pixel_unshuffle``: ``d*d`` channels per channel), goes through the plain ``k x k`` conv
-    (each channel's weight repeated over its phases, no padding), and ``pixel_shuffle`` puts the
-    outputs back in place: the same products in the same order. On the CPU oneDNN runs dilated
-    depth-wise convs as im2col products; the plain one is a direct kernel: VAN-B2's stage-1 conv
-    at 800x1344 (64 channels, 200x336) took 549 ms channels-last and 181 ms NCHW against 35 ms
-    (2 threads). CPU, eager or compiled by inductor (a frozen compiled VAN-B2 at 800x1344 ran
-    1.09x faster with the phase form on 1 thread, 1.02x on 2; same process); exported graphs,
-    dispatch modes, hooked convs, other devices and maps smaller than the kernel's reach call
-    ``conv`` itself (:func:`_phase_form_applies`). The result keeps ``x``'s memory format.
-    """
-    if not _phase_form_applies(conv, x):
-        return conv(x)
-    (kernel, _), (dilation, _), (padding, _) = conv.kernel_size, conv.dilation, conv.padding
-    padded_h, padded_w = x.shape[-2] + 2 * padding, x.shape[-1] + 2 * padding
-    # While compiling, one more phase row and column (cropped with the rest): the conv's output
-    # is then never a single row or column, which a dynamic graph would specialise on.
-    spare = dilation if torch.compiler.is_compiling() else 0
-    extra_h = padding_to_multiple(padded_h, dilation) + spare
-    extra_w = padding_to_multiple(padded_w, dilation) + spare
-    channels_last = is_channels_last(x)
-    phases = F.pixel_unshuffle(
-        F.pad(x, (padding, padding + extra_w, padding, padding + extra_h)), dilation)
-    repeats = dilation * dilation
-    bias = None if conv.bias is None else conv.bias.repeat_interleave(repeats)
-    out = F.conv2d(phases, conv.weight.repeat_interleave(repeats, 0), bias,
-                   groups=conv.groups * repeats)
-    del phases  # each intermediate map is freed as soon as the next one exists
-    out = F.pixel_shuffle(out, dilation)
-    out_h, out_w = padded_h - dilation * (kernel - 1), padded_w - dilation * (kernel - 1)
-    return crop_to(out, (out_h, out_w)).contiguous(
-        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
-def _phase_form_applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    """Whether :func:`dilated_depthwise_conv` rewrites ``conv(x)``: a square depth-wise conv of
-    stride 1, dilation > 1 and integer zero padding, on a 4-D CPU map whose phase grids are
-    at least the kernel's size, in eager mode or while inductor compiles (not exported, no
-    dispatch mode such as the FLOP counter's, no hook on ``conv``, whose call the rewrite
-    replaces)."""
-    if (not isinstance(conv.padding, tuple) or conv.padding_mode != 'zeros'
-            or len({*conv.kernel_size}) != 1 or len({*conv.dilation}) != 1
-            or len({*conv.padding}) != 1 or conv.stride != (1, 1) or conv.dilation[0] == 1
-            or conv.groups != conv.in_channels or conv.out_channels != conv.in_channels
-            or x.device.type != 'cpu' or x.dim() != 4):
-        return False
-    kernel, dilation, padding = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
-    if min(ceil_div(side + 2 * padding, dilation) for side in x.shape[-2:]) < kernel:
-        return False  # a phase grid smaller than the kernel: the plain conv
-    return ((untraced_eager() or lowering_for_inductor()) and not conv._forward_pre_hooks
-            and unhooked(conv))
 
 
 class LargeKernelAttention(nn.Module):
@@ -94,7 +31,7 @@ class LargeKernelAttention(nn.Module):
         self.conv1 = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv1(dilated_depthwise_conv(self.conv_spatial, self.conv0(x)))
+        return x * self.conv1(self.conv_spatial(self.conv0(x)))
 
 
 class VANAttention(nn.Module):
@@ -115,10 +52,7 @@ class VANAttention(nn.Module):
         self.with_shortcut = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.proj_1(x)
-        # Inference: the activation overwrites proj_1's fresh output.
-        hidden = gelu_(self.act, hidden, self.proj_1) if fusion_enabled(x) else self.act(hidden)
-        out = self.proj_2(self.lka(hidden))
+        out = self.proj_2(self.lka(self.act(self.proj_1(x))))
         return out + x if self.with_shortcut else out
 
 
@@ -139,22 +73,7 @@ class VANMlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled():
-            # Inference: bands of rows (the 3x3 conv looks one row up and down), so that the
-            # hidden maps (8x the channels in stages 1-2) of a detection-size map are never
-            # whole.
-            return map_row_bands(self._forward, x, halo=1,
-                                 rows=rows_per_band(x, self.fc1.out_channels))
-        return self._forward(x)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1(x)
-        if fusion_enabled(x):  # inference: the depth-wise conv and its GELU in one call
-            x = conv_act(x, self.dwconv.weight, self.dwconv.bias, self.act, padding=1,
-                         groups=self.dwconv.groups)
-        else:
-            x = self.act(self.dwconv(x))
-        return self.fc2(x)
+        return self.fc2(self.act(self.dwconv(self.fc1(x))))
 
 
 class VANBlock(nn.Module):
@@ -224,17 +143,10 @@ class VANBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shortcut_scale is not None:  # deployed (inference only: no drop path)
-            branch, scale = self.attn(x), self.shortcut_scale[:, None, None]
-            if fusion_enabled(x) and unhooked(self.attn, self.attn.proj_2):
-                x = branch.addcmul_(x, scale)  # proj_2's fresh output, overwritten
-            else:
-                x = torch.addcmul(branch, x, scale)
-            return add_residual(self.mlp(x), x)
-        # Each branch is a fresh tensor: the residual sums reuse its buffer (add_residual).
-        x = add_residual(self.drop_path(self._scale(self.attn(self.norm1(x)),
-                                                    self.layer_scale_1)), x)
-        return add_residual(self.drop_path(self._scale(self.mlp(self.norm2(x)),
-                                                       self.layer_scale_2)), x)
+            x = torch.addcmul(self.attn(x), x, self.shortcut_scale[:, None, None])
+            return x + self.mlp(x)
+        x = x + self.drop_path(self._scale(self.attn(self.norm1(x)), self.layer_scale_1))
+        return x + self.drop_path(self._scale(self.mlp(self.norm2(x)), self.layer_scale_2))
 
 
 class VANPatchEmbed(nn.Module):

@@ -4,37 +4,32 @@ Tokens are split into heads, attention runs through PyTorch's
 ``scaled_dot_product_attention`` and the heads are merged again. An additive bias (shared by
 every group) and a key-padding mask (one row per group) broadcast over the batch and the groups
 instead of being repeated per image: the fused CPU kernel accepts such 4-D masks, while a
-3-D mask, a mask that requires grad under ``no_grad``, or q/k/v with a non-unit last stride
-silently send it to the math path that materialises the logits. CUDA's fused kernels also
-need the mask's last dimension to have unit stride. A bias that needs a gradient has no fused
-CPU backward: such calls go through :mod:`.attention_grad` (fused forward, probabilities
-recomputed in the backward instead of stored).
+3-D mask or q/k/v with a non-unit last stride silently send it to the math path that
+materialises the logits. CUDA's fused kernels also need the mask's last dimension to have unit
+stride.
 
-Eager inference on the CPU over few keys (windows, reduced key grids: at most
-:data:`SHORT_KEYS`) runs as explicit products instead (:func:`short_key_attention`): the fused
-kernel is slower there (7x7 windows: 1.4-1.7x, docs/benchmarks.md, session 19), and chunks of
-groups keep the explicit logits small.
+A module that attends over few keys in many groups (CrossFormer's 7x7 windows) may choose, once
+at construction, the explicit formula (:func:`explicit_attention`: three products, as the
+authors' codes write it), which is faster than the fused kernel there on the CPU. A module may
+also be given another attention kernel (``kernel``: the same signature as
+:func:`attention_kernel`), as :mod:`mmhybrid.accel` does.
 """
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention_grad import recomputed_bias_attention, use_recomputed_bias_attention
-from .chunking import eager_inference
-from .linear import Linear
+from .tracing import compiling, exporting
 
 # The official codes mask padded keys by adding -1e6 (not -inf): a group made only of padding
 # then still has a finite softmax (its outputs are discarded with the padding).
 PADDING_MASK_VALUE = -1e6
 
-# Switch for tests and A/B measurements: False keeps SDPA for every call.
-SHORT_KEY_ATTENTION = True
-# Calls over at most this many keys may run as explicit products (:func:`short_key_attention`),
-# in chunks of groups whose logits take about SHORT_KEY_CHUNK_BYTES.
-SHORT_KEYS = 64
-SHORT_KEY_CHUNK_BYTES = 2**20
+# The kernel of :func:`grouped_attention`: (q, k, v, mask, scale) -> out, on (N, heads, L, d)
+# operands and a mask that broadcasts to (N, heads, Lq, Lk).
+AttentionKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor],
+                            Optional[float]], torch.Tensor]
 
 
 def split_heads(x: torch.Tensor, parts: int, num_heads: int) -> Tuple[torch.Tensor, ...]:
@@ -50,12 +45,19 @@ def split_heads(x: torch.Tensor, parts: int, num_heads: int) -> Tuple[torch.Tens
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``(..., heads, N, d)`` → ``(..., N, heads * d)``."""
     x = x.transpose(-3, -2)
-    if torch.compiler.is_exporting():
+    if exporting():
         # The CPU SDPA kernel returns (N, heads, d)-laid-out outputs, so export records a view
         # here; its decomposition of SDPA for ONNX returns (heads, N, d), and the view fails.
         # An explicit copy holds for both layouts.
         x = x.clone(memory_format=torch.contiguous_format)
     return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+
+
+def detached_without_autograd(t: torch.Tensor) -> torch.Tensor:
+    """``t``, detached when autograd records nothing: under ``no_grad`` a view of a parameter
+    (a position bias at its stored size) still requires grad, and SDPA then takes its math
+    path, which materialises the logits."""
+    return t.detach() if t.requires_grad and not torch.is_grad_enabled() else t
 
 
 def padding_bias(key_padding: torch.Tensor, dtype: torch.dtype,
@@ -75,7 +77,9 @@ def grouped_attention(q: torch.Tensor,
                       v: torch.Tensor,
                       bias: Optional[torch.Tensor] = None,
                       key_padding: Optional[torch.Tensor] = None,
-                      scale: Optional[float] = None) -> torch.Tensor:
+                      scale: Optional[float] = None,
+                      fused: bool = True,
+                      kernel: Optional[AttentionKernel] = None) -> torch.Tensor:
     """Multi-head attention inside independent groups (windows) of tokens.
 
     Args:
@@ -88,6 +92,9 @@ def grouped_attention(q: torch.Tensor,
         key_padding: ``(G, Nk)`` booleans, True where a key is padding (the same in every
             image), or ``None``.
         scale: Logit scale; ``None`` means ``d ** -0.5``.
+        fused: SDPA (True) or :func:`explicit_attention` (False), see :func:`attention_kernel`.
+        kernel: Another attention kernel with :func:`attention_kernel`'s signature, or
+            ``None``.
 
     Returns:
         ``(B, G, heads, Nq, d)``.
@@ -97,92 +104,57 @@ def grouped_attention(q: torch.Tensor,
     """
     batch, groups, heads, num_q, dim = q.shape
     num_k = k.shape[-2]
-    if bias is not None and key_padding is not None and torch.compiler.is_compiling() \
-            and q.device.type == 'cpu':
+    if bias is not None and key_padding is not None and compiling() and q.device.type == 'cpu':
         scale = dim**-0.5 if scale is None else scale
         q, k, v = padding_as_key_channel(q, k, v, key_padding, scale)
         key_padding = None
-    mask = None if bias is None else bias.to(q.dtype)[None]  # 1, heads, Nq, Nk
+    mask = None if bias is None else detached_without_autograd(bias).to(q.dtype)[None]
     if key_padding is None or batch == 1:
         # Images and groups share one batch dimension; a padding mask (G rows) only fits it
         # when there is a single image.
-        q, k, v = (t.reshape(batch * groups, heads, -1, t.shape[-1]) for t in (q, k, v))
+        q = q.reshape(batch * groups, heads, num_q, -1)
+        k = k.reshape(batch * groups, heads, num_k, -1)
+        v = v.reshape(batch * groups, heads, num_k, -1)
         if key_padding is not None:
             pad = padding_bias(key_padding, q.dtype)  # G, 1, 1, Nk
             mask = pad if mask is None else mask + pad
     else:
         # Groups and heads share one dimension, so that the mask broadcasts over the images.
-        q, k, v = (t.reshape(batch, groups * heads, -1, t.shape[-1]) for t in (q, k, v))
+        q = q.reshape(batch, groups * heads, num_q, -1)
+        k = k.reshape(batch, groups * heads, num_k, -1)
+        v = v.reshape(batch, groups * heads, num_k, -1)
         pad = padding_bias(key_padding, q.dtype)  # G, 1, 1, Nk
         mask = pad.expand(groups, heads, 1, num_k) if mask is None else mask + pad
         mask = mask.reshape(1, groups * heads, -1, num_k)
     if mask is not None and mask.stride(-1) != 1:
         # CUDA's fused kernels need a unit last-dim stride in the mask too (the CPU's do not).
         mask = mask.contiguous()
-    if use_recomputed_bias_attention(q, mask):
-        # A learnable bias on the CPU: SDPA would store the probabilities for its backward.
-        out = recomputed_bias_attention(q, k, v, mask, scale)
-    elif use_short_key_attention(q, k, mask):
-        out = short_key_attention(q, k, v, mask, scale)
-    else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    out = kernel(q, k, v, mask, scale) if kernel else attention_kernel(q, k, v, mask, scale, fused)
     if out.shape[-1] != dim:  # the padding channel (padding_as_key_channel)
         out = out[..., :dim]
     return out.reshape(batch, groups, heads, num_q, dim)
 
 
-def use_short_key_attention(q: torch.Tensor, k: torch.Tensor,
-                            mask: Optional[torch.Tensor]) -> bool:
-    """Whether :func:`short_key_attention` replaces SDPA for ``(N, heads, L, d)`` operands:
-    eager inference (:func:`.chunking.eager_inference`) on float32 CPU tensors, over at most
-    :data:`SHORT_KEYS` keys, in two or more groups (windows or images: one group's call gained
-    nothing, CMT-S at 224 lost 2-4%) whose logits take at most 8 chunks' bytes each."""
-    # Eager inference first: a traced call must not reach the size tests (a guard on them
-    # would recompile a dynamic graph).
-    if not (SHORT_KEY_ATTENTION and eager_inference()):
-        return False
-    groups, heads, num_q, num_k = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-    return (groups > 1 and num_k <= SHORT_KEYS and q.device.type == 'cpu'
-            and q.dtype == torch.float32 and k.dtype == q.dtype
-            and (mask is None or mask.dtype == q.dtype)
-            and heads * num_q * num_k * q.element_size() <= 8 * SHORT_KEY_CHUNK_BYTES)
+def attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     mask: Optional[torch.Tensor], scale: Optional[float],
+                     fused: bool = True) -> torch.Tensor:
+    """``softmax(q k^T * scale + mask) v`` for ``(N, heads, L, d)`` operands and a mask that
+    broadcasts to ``(N, heads, Lq, Lk)``: through ``scaled_dot_product_attention`` when
+    ``fused``, else :func:`explicit_attention`."""
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return explicit_attention(q, k, v, mask, scale)
 
 
-def short_key_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        mask: Optional[torch.Tensor], scale: Optional[float]) -> torch.Tensor:
-    """``softmax(q k^T * scale + mask) v`` for ``(N, heads, L, d)`` operands as batched
-    products, in chunks of the ``N`` groups whose logits take about
-    :data:`SHORT_KEY_CHUNK_BYTES` (inference only: nothing is kept for a backward).
-
-    ``mask`` broadcasts to ``(N, heads, Lq, Lk)`` (its first dimension 1 or ``N``). The result
-    is laid out ``(N, Lq, heads, d)`` as SDPA's CPU kernel lays out its own, so that merging
-    the heads is a view."""
-    groups, heads, num_q, dim = q.shape
-    num_k = k.shape[2]
-    scale = dim**-0.5 if scale is None else scale
-    out = q.new_empty(groups, num_q, heads, dim)
-    step = max(1, SHORT_KEY_CHUNK_BYTES // (heads * num_q * num_k * q.element_size()))
-    for start in range(0, groups, step):
-        stop = min(start + step, groups)
-        count = (stop - start) * heads
-        keys_t = k[start:stop].reshape(count, num_k, dim).transpose(1, 2)
-        queries = q[start:stop].reshape(count, num_q, dim)
-        part = None
-        if mask is not None:
-            part = mask if mask.shape[0] == 1 else mask[start:stop]
-        if part is not None and stop - start == 1:
-            # One image of the mask: the product adds it itself.
-            logits = torch.baddbmm(part.expand(1, heads, num_q, num_k).reshape(
-                count, num_q, num_k), queries, keys_t, alpha=scale)
-        else:
-            logits = torch.bmm(queries, keys_t).mul_(scale)
-            if part is not None:  # broadcast over the chunk's groups
-                logits.view(stop - start, heads, num_q, num_k).add_(part)
-        probs = torch.softmax(logits, -1)
-        del logits
-        values = torch.bmm(probs, v[start:stop].reshape(count, num_k, dim))
-        out[start:stop].copy_(values.view(stop - start, heads, num_q, dim).transpose(1, 2))
-    return out.transpose(1, 2)
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       mask: Optional[torch.Tensor], scale: Optional[float]) -> torch.Tensor:
+    """``softmax(q k^T * scale + mask) v`` as written: the logits, their softmax and the
+    weighted values as three products over ``(N, heads, L, d)`` operands."""
+    scale = q.shape[-1]**-0.5 if scale is None else scale
+    logits = (q * scale) @ k.transpose(-2, -1)
+    if mask is not None:
+        logits = logits + mask
+    return logits.softmax(-1) @ v
 
 
 def padding_as_key_channel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -215,18 +187,23 @@ class TokenAttention(nn.Module):
         dim: Channels.
         num_heads: Number of heads.
         qkv_bias: Bias of the qkv projection.
+        fused: SDPA (True) or the explicit formula (False), see :func:`grouped_attention`.
     """
 
     def __init__(self,
                  dim: int,
                  num_heads: int,
-                 qkv_bias: bool) -> None:
+                 qkv_bias: bool,
+                 fused: bool = True) -> None:
         super().__init__()
         if num_heads <= 0 or dim % num_heads:
             raise ValueError(f'attention channels {dim} are not divisible by {num_heads} heads')
         self.num_heads = num_heads
-        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
+        self.fused = fused
+        # Another attention kernel (grouped_attention's ``kernel``), or None.
+        self.kernel: Optional[AttentionKernel] = None
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
 
     def forward(self,
                 x: torch.Tensor,
@@ -235,4 +212,5 @@ class TokenAttention(nn.Module):
         """``x``: ``(B, G, N, C)`` tokens in ``G`` groups; ``bias``/``key_padding`` as in
         :func:`grouped_attention`. Returns ``(B, G, N, C)``."""
         q, k, v = split_heads(self.qkv(x), 3, self.num_heads)
-        return self.proj(merge_heads(grouped_attention(q, k, v, bias, key_padding)))
+        out = grouped_attention(q, k, v, bias, key_padding, fused=self.fused, kernel=self.kernel)
+        return self.proj(merge_heads(out))

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
-from .chunking import lowering_for_inductor
+from .tracing import lowering_for_inductor
 
 
 class LayerNorm2d(nn.LayerNorm):

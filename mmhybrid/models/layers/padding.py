@@ -8,6 +8,8 @@ from typing import Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from .tracing import compiling, exporting, traced
+
 Size = Union[int, Tuple[int, int]]
 
 
@@ -42,9 +44,7 @@ def same_size(size: Tuple[int, int], other: Tuple[int, int]) -> bool:
     traced with (under ``torch.compile`` a branch on the size is a guard, and a new input size
     on the other side of it compiles the model again).
     """
-    if torch.compiler.is_exporting() or torch.compiler.is_compiling():
-        return False
-    return size[0] == other[0] and size[1] == other[1]
+    return not traced() and size[0] == other[0] and size[1] == other[1]
 
 
 def pad_to_multiple(x: torch.Tensor,
@@ -60,9 +60,8 @@ def pad_to_multiple(x: torch.Tensor,
         value: Fill value.
     """
     mh, mw = _pair(multiple)
-    dim_h, dim_w = _hw_dims(channels_last)
-    height, width = x.shape[dim_h], x.shape[dim_w]
-    pad_h, pad_w = padding_to_multiple(height, mh), padding_to_multiple(width, mw)
+    height, width = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    pad_h, pad_w = ceil_div(height, mh) * mh - height, ceil_div(width, mw) * mw - width
     if same_size((height, width), (height + pad_h, width + pad_w)):
         return x
     pad = (0, 0, 0, pad_w, 0, pad_h) if channels_last else (0, pad_w, 0, pad_h)
@@ -75,8 +74,7 @@ def crop_to(x: torch.Tensor, size: Tuple[int, int], channels_last: bool = False)
     dim_h, dim_w = _hw_dims(channels_last)
     if same_size((x.shape[dim_h], x.shape[dim_w]), size):
         return x
-    if torch.compiler.is_exporting() or (torch.compiler.is_compiling()
-                                         and not torch.is_grad_enabled()):
+    if exporting() or (compiling() and not torch.is_grad_enabled()):
         # A narrowed view makes the tracer decide its contiguity, which holds only at sizes
         # without padding: export fails on it, and a dynamic inference graph would guard on
         # it (one graph per padding pattern: padded or not, per side). Gather the rows and
@@ -85,7 +83,7 @@ def crop_to(x: torch.Tensor, size: Tuple[int, int], channels_last: bool = False)
             x = x.index_select(dim, torch.arange(length, device=x.device))
         return x
     x = x.narrow(dim_h, 0, size[0]).narrow(dim_w, 0, size[1])
-    if torch.compiler.is_compiling():
+    if compiling():
         # Training graphs (specialised to their sizes by inductor anyway, see README): the
         # view's backward pads, where the gather's would scatter. A copy has contiguous
         # strides at every size (and is fused into its consumer).

@@ -4,6 +4,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from .tracing import exporting
+
 Grid = Tuple[int, int]
 
 
@@ -15,7 +17,7 @@ def cubic_resize_matrix(size_in: int, size_out: int, dtype: torch.dtype,
     matrix. Its rows are read off ``F.interpolate`` applied to the identity, so they are
     PyTorch's own weights (cubic coefficient -0.75, border taps clamped onto the edge).
     """
-    if torch.compiler.is_exporting():
+    if exporting():
         return _cubic_weights(size_in, size_out, dtype, device)
     eye = torch.eye(size_in, dtype=dtype, device=device).reshape(size_in, 1, 1, size_in)
     rows = F.interpolate(eye, size=(1, size_out), mode='bicubic', align_corners=False)
@@ -60,7 +62,7 @@ def resize_position_bias(bias: torch.Tensor, src_query: Grid, src_key: Grid, dst
                          f'{src_query} and key grid {src_key}')
     def changed(old: int, new: int) -> bool:
         # While exporting every resize stays in the graph (an identity at equal sizes).
-        return torch.compiler.is_exporting() or old != new
+        return exporting() or old != new
 
     if not any(changed(o, n) for o, n in zip((hq0, wq0, hk0, wk0), (hq, wq, hk, wk))):
         return bias
@@ -85,52 +87,3 @@ def resize_position_bias(bias: torch.Tensor, src_query: Grid, src_key: Grid, dst
             bias = matrix(wq0, wq) @ bias.reshape(heads * hq, wq0, num_keys)
         bias = bias.reshape(heads, hq * wq, num_keys)
     return bias
-
-
-class RowBandBias:
-    """A resized bias handed out in bands of query rows, never whole (inference).
-
-    The key plane and the query columns are resized once (``(heads, Hq0 * Wq, Nk)``: the
-    source query rows, each already at the target width); :meth:`rows` resizes only the query
-    rows a band needs, as the product of the band's rows of the bicubic row matrix with the
-    few source rows they touch (four taps per row). The result equals the matching rows of
-    :func:`resize_position_bias` up to rounding. At 800x1344, CMT-S's stage-1 bias is
-    ``1 x 67,200 x 1,050`` floats (282 MB); this keeps 79 MB plus one band.
-
-    Args:
-        bias: ``(heads, Hq0*Wq0, Hk0*Wk0)``.
-        src_query, src_key, dst_query, dst_key: As in :func:`resize_position_bias`.
-        dtype: Dtype of the bands.
-    """
-
-    def __init__(self, bias: torch.Tensor, src_query: Grid, src_key: Grid, dst_query: Grid,
-                 dst_key: Grid, dtype: torch.dtype) -> None:
-        self.heads = bias.shape[0]
-        self.src_rows = src_query[0]
-        self.height, self.width = dst_query
-        self.num_keys = dst_key[0] * dst_key[1]
-        self.dtype = dtype
-        # (heads, Hq0, Wq * Nk): the query rows still at the source height.
-        self.columns = resize_position_bias(bias, src_query, src_key,
-                                            (self.src_rows, self.width), dst_key).detach()
-        self.columns = self.columns.reshape(self.heads, self.src_rows, -1)
-        self.row_matrix = None
-        if self.height != self.src_rows:
-            self.row_matrix = cubic_resize_matrix(self.src_rows, self.height,
-                                                  self.columns.dtype, self.columns.device)
-
-    def rows_per_band(self, band_bytes: int) -> int:
-        """Query rows whose bias takes about ``band_bytes`` (at least one)."""
-        row_bytes = self.heads * self.width * self.num_keys * torch.finfo(self.dtype).bits // 8
-        return max(band_bytes // row_bytes, 1)
-
-    def rows(self, top: int, bottom: int) -> torch.Tensor:
-        """The bias of query rows ``top:bottom``: ``(heads, (bottom - top) * Wq, Nk)``."""
-        if self.row_matrix is None:
-            band = self.columns[:, top:bottom]
-        else:
-            weights = self.row_matrix[top:bottom]
-            used = weights.ne(0).any(0).nonzero()  # the source rows the band's taps reach
-            first, last = int(used[0]), int(used[-1]) + 1
-            band = weights[:, first:last] @ self.columns[:, first:last]
-        return band.reshape(self.heads, -1, self.num_keys).to(self.dtype)

@@ -27,16 +27,29 @@ from .padding import ceil_div, crop_to, pad_to_multiple, padding_map, same_size
 AxisLayout = Tuple[Optional[int], int]
 
 
+# An axis resolved for a padded size: (regions, tokens per group, stride).
+AxisGrid = Tuple[int, int, int]
+
+
 def resolve_layout(layout: AxisLayout, size: int) -> Tuple[int, int]:
     """``layout`` with its tokens per group filled in for an axis of (padded) ``size``."""
     tokens, stride = layout
     return (size // stride if tokens is None else tokens), stride
 
 
+def axis_grid(layout: AxisLayout, size: int) -> AxisGrid:
+    """``(regions, tokens, stride)`` of ``layout`` on an axis of (padded) ``size``."""
+    tokens, stride = layout
+    if tokens is None:
+        return 1, size // stride, stride
+    return size // (tokens * stride), tokens, stride
+
+
 def group_shape(layout_h: AxisLayout, layout_w: AxisLayout, size: Tuple[int, int]) -> Tuple[int, int]:
     """``(Gh, Gw)``: the tokens of each group of a map of ``size`` once padded for the layout."""
-    return tuple(resolve_layout(layout, ceil_div(side, layout_unit(layout)) * layout_unit(layout))[0]
-                 for layout, side in ((layout_h, size[0]), (layout_w, size[1])))
+    (tokens_h, stride_h), (tokens_w, stride_w) = layout_h, layout_w
+    return (ceil_div(size[0], stride_h) if tokens_h is None else tokens_h,
+            ceil_div(size[1], stride_w) if tokens_w is None else tokens_w)
 
 
 def layout_unit(layout: AxisLayout) -> int:
@@ -57,26 +70,25 @@ def partition_groups(x: torch.Tensor, layout_h: AxisLayout,
     Returns ``(B, num_groups, Gh * Gw, C)``, groups ordered region-major, then by phase; the
     tokens of a group row-major.
     """
-    batch, height, width, channels = x.shape
-    (gh, sh), (gw, sw) = resolve_layout(layout_h, height), resolve_layout(layout_w, width)
-    rh, rw = _regions(layout_h, height), _regions(layout_w, width)
-    x = x.reshape(batch, rh, gh, sh, rw, gw, sw, channels).permute(0, 1, 4, 3, 6, 2, 5, 7)
-    return x.reshape(batch, rh * rw * sh * sw, gh * gw, channels)
+    return _partition(x, axis_grid(layout_h, x.shape[1]), axis_grid(layout_w, x.shape[2]))
 
 
-def _regions(layout: AxisLayout, size: int) -> int:
-    return 1 if layout[0] is None else size // layout_unit(layout)
+def _partition(x: torch.Tensor, grid_h: AxisGrid, grid_w: AxisGrid) -> torch.Tensor:
+    (rh, gh, sh), (rw, gw, sw) = grid_h, grid_w
+    x = x.reshape(x.shape[0], rh, gh, sh, rw, gw, sw, x.shape[-1]).permute(0, 1, 4, 3, 6, 2, 5, 7)
+    return x.reshape(x.shape[0], rh * rw * sh * sw, gh * gw, x.shape[-1])
 
 
 def merge_groups(x: torch.Tensor, layout_h: AxisLayout, layout_w: AxisLayout,
                  size: Tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`partition_groups` for a map of ``size = (Hp, Wp)``."""
-    batch, channels = x.shape[0], x.shape[-1]
-    height, width = size
-    (gh, sh), (gw, sw) = resolve_layout(layout_h, height), resolve_layout(layout_w, width)
-    rh, rw = _regions(layout_h, height), _regions(layout_w, width)
-    x = x.reshape(batch, rh, rw, sh, sw, gh, gw, channels).permute(0, 1, 5, 3, 2, 6, 4, 7)
-    return x.reshape(batch, height, width, channels)
+    return _merge(x, axis_grid(layout_h, size[0]), axis_grid(layout_w, size[1]))
+
+
+def _merge(x: torch.Tensor, grid_h: AxisGrid, grid_w: AxisGrid) -> torch.Tensor:
+    (rh, gh, sh), (rw, gw, sw) = grid_h, grid_w
+    x = x.reshape(x.shape[0], rh, rw, sh, sw, gh, gw, x.shape[-1]).permute(0, 1, 5, 3, 2, 6, 4, 7)
+    return x.reshape(x.shape[0], rh * gh * sh, rw * gw * sw, x.shape[-1])
 
 
 def apply_in_groups(x: torch.Tensor,
@@ -94,11 +106,12 @@ def apply_in_groups(x: torch.Tensor,
     height, width = x.shape[1], x.shape[2]
     unit = (layout_unit(layout_h), layout_unit(layout_w))
     padded = pad_to_multiple(x, unit, channels_last=True)
-    size = (padded.shape[1], padded.shape[2])
+    grid_h, grid_w = axis_grid(layout_h, padded.shape[1]), axis_grid(layout_w, padded.shape[2])
+    if padded is x:  # nothing padded (and not traced): nothing to mask or crop
+        return _merge(fn(_partition(x, grid_h, grid_w), None), grid_h, grid_w)
     key_padding = None
-    if mask_padding and not same_size(size, (height, width)):
+    if mask_padding and not same_size((padded.shape[1], padded.shape[2]), (height, width)):
         padding = padding_map((height, width), unit, x.device)
-        key_padding = partition_groups(padding, layout_h, layout_w)[0, ..., 0]
-    groups = fn(partition_groups(padded, layout_h, layout_w), key_padding)
-    out = merge_groups(groups, layout_h, layout_w, size)
+        key_padding = _partition(padding, grid_h, grid_w)[0, ..., 0]
+    out = _merge(fn(_partition(padded, grid_h, grid_w), key_padding), grid_h, grid_w)
     return crop_to(out, (height, width), channels_last=True)

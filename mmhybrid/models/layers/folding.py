@@ -1,54 +1,22 @@
-"""Inference-only rewrites of conv/linear, BatchNorm and GELU chains that keep their values.
+"""Folds of eval-mode BatchNorms, layer scales and identity taps into the layers next to them.
 
 In eval mode a BatchNorm is a fixed per-channel affine map, so it folds into a linear layer
 (or 1x1 / strided conv) next to it: ``BN(conv(x))`` always, ``conv(BN(x))`` only when no zero
 padding lies between the two (a padded border would see ``BN(0)`` instead of ``0``). A
-depth-wise conv plus its own input (``x + dw(x)``) is the same conv with 1 added to its
-centre tap. On the CPU, oneDNN runs a convolution or a linear layer with GELU applied to its
-output as it is written (one pass over the map instead of two: :func:`conv_act`,
-:func:`linear_act`). A GELU or an eval BatchNorm applied to a fresh map the caller owns runs
-in place (:func:`gelu_`, :func:`batch_norm_`): each map a module would allocate is memory the
-process touches for the first time (page faults cost more than the pass itself on a large
-map), so fewer fresh maps are faster. A module's output is overwritten only when no forward
-hook could hold it (:func:`unhooked`), and a fused call replaces a module's own only when no
-hook of it would run (:func:`plain_calls`).
-
-The folded weights are computed from the parameters and running statistics at every call (a
-few small ops; nothing is cached, so ``load_state_dict``, optimiser steps, ``.data`` writes and
-``train()`` take effect at once). A cache keyed on the tensors' ``_version`` would not be safe:
-BatchNorm's running statistics are updated inside the kernel and writes through ``.data`` do
-not bump the version (mmengine's EMA swaps weights through ``.data``). The rewrites apply
-only under ``torch.no_grad`` in eager mode (:func:`fusion_enabled`,
-:func:`.chunking.eager_inference`): training keeps the modules' own autograd path, and traced
-graphs (``torch.compile``, ONNX export) keep the plain modules. Results equal the modules' up
-to float rounding. Forward hooks of modules whose calls a fold replaces do not run.
-
-For a model that will only predict, ``HybridBackbone.switch_to_deploy`` does the folds once, in
-place (the functions ending in ``_`` below): BatchNorms into the convs next to them
-(:func:`fold_norms_`), the others into their fixed affine map (:class:`ChannelAffine`), layer
-scales into the layer before them (:func:`fold_layer_scale_`), identity taps into depth-wise
-convs (:func:`fold_identity_tap_`).
+depth-wise conv plus its own input (``x + dw(x)``) is the same conv with 1 added to its centre
+tap. ``HybridBackbone.switch_to_deploy`` does these folds once, in place (the functions ending
+in ``_``): BatchNorms into the convs next to them (:func:`fold_norms_`), the others into their
+fixed affine map (:class:`ChannelAffine`), layer scales into the layer before them
+(:func:`fold_layer_scale_`), identity taps into depth-wise convs (:func:`fold_identity_tap_`).
+Results equal the modules' up to float rounding.
 """
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from .chunking import eager_inference
-from .linear import linear, onednn_linear_applies
-
-# Switch for tests and A/B measurements: False runs the plain modules everywhere.
-ENABLED = True
-
-_ONEDNN_POINTWISE = (torch.backends.mkldnn.is_available()
-                     and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
-
-
-def fusion_enabled(x: torch.Tensor) -> bool:
-    """Whether the inference rewrites apply to a call on ``x`` (:func:`eager_inference`)."""
-    return ENABLED and eager_inference()
+# torch's BatchNorm layers (SyncBatchNorm converts to and from them).
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def bn_affine(bn: nn.Module) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
@@ -58,7 +26,7 @@ def bn_affine(bn: nn.Module) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     running statistics, other norms)."""
     if type(bn) is ChannelAffine:
         return bn.scale, bn.shift
-    if not isinstance(bn, _BatchNorm) or bn.training or bn.running_mean is None:
+    if not isinstance(bn, BATCH_NORMS) or bn.training or bn.running_mean is None:
         return None
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
@@ -134,87 +102,8 @@ def add_identity_tap(weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def _onednn_gelu(act: Optional[nn.Module], x: torch.Tensor) -> bool:
-    return (_ONEDNN_POINTWISE and type(act) is nn.GELU and act.approximate == 'none'
-            and x.device.type == 'cpu' and x.dtype == torch.float32
-            and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu'))
-
-
-def unhooked(*modules: nn.Module) -> bool:
-    """Whether no forward hook (the modules' own or a global one) sees the outputs of
-    ``modules``: only then may such an output be overwritten in place (a hook may have kept a
-    reference)."""
-    return not (nn.modules.module._global_forward_hooks
-                or any(module._forward_hooks for module in modules))
-
-
-def plain_calls(*modules: nn.Module) -> bool:
-    """Whether calling ``modules`` would run their ``forward`` alone: no forward hook or
-    forward pre-hook of theirs or global ones. Only then may a fused call replace theirs (a
-    pre-hook may set the weights, as ``torch.nn.utils.prune`` does; a hook may read or replace
-    the output)."""
-    module_cls = nn.modules.module
-    return not (module_cls._global_forward_hooks or module_cls._global_forward_pre_hooks
-                or any(m._forward_hooks or m._forward_pre_hooks for m in modules))
-
-
-def batch_norm_(norm: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tensor:
-    """``norm(x)``, overwriting ``x`` (NCHW, any memory format) when ``norm`` is a BatchNorm in
-    eval mode, ``x`` has its parameters' dtype and no forward hook of ``producers`` (the modules
-    whose call may have returned ``x``) saw it: one multiply-add per value over the channels
-    (:func:`bn_affine`); otherwise ``norm(x)`` (a new map). Inference only: ``x`` must be a
-    fresh map nothing else reads."""
-    affine = bn_affine(norm)
-    if affine is None or affine[0].dtype != x.dtype or not unhooked(*producers):
-        return norm(x)
-    scale, shift = affine
-    channels_last = x.movedim(1, -1)  # the channels as the broadcast (last) dimension
-    torch.addcmul(shift, channels_last, scale, out=channels_last)
-    return x
-
-
-def gelu_(act: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tensor:
-    """``act(x)``, overwriting ``x`` when ``act`` is an ``nn.GELU`` (either approximation) and
-    no forward hook of ``producers`` (the modules whose call returned ``x``) saw it; otherwise
-    ``act(x)`` (a new map). Inference only: ``x`` must be a fresh map nothing else reads."""
-    if type(act) is nn.GELU and unhooked(*producers):
-        return torch.ops.aten.gelu_(x, approximate=act.approximate)
-    return act(x)
-
-
-def activate_fresh(act: nn.Module, x: torch.Tensor, *producers: nn.Module) -> torch.Tensor:
-    """``act(x)`` for a fresh map ``x`` the caller owns: under :func:`.chunking.eager_inference`
-    through :func:`gelu_` (in place where it may), otherwise a call of ``act``."""
-    return gelu_(act, x, *producers) if eager_inference() else act(x)
-
-
-def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-               act: nn.Module) -> torch.Tensor:
-    """``act(linear(x, weight, bias))`` (:func:`.linear.linear`). Under
-    :func:`.chunking.eager_inference` an ``nn.GELU`` whose call would run its forward alone
-    (:func:`plain_calls`) is applied by oneDNN's product as it writes its output where
-    :func:`.linear.onednn_linear_applies`; otherwise :func:`activate_fresh` on the product."""
-    if (type(act) is nn.GELU and eager_inference() and plain_calls(act)
-            and onednn_linear_applies(x, weight)):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [], act.approximate)
-    return activate_fresh(act, linear(x, weight, bias))
-
-
-def conv_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-             act: Optional[nn.Module], stride: int = 1, padding: int = 0,
-             groups: int = 1) -> torch.Tensor:
-    """``act(conv2d(x, weight, bias))``, in one oneDNN call when ``act`` is exact GELU on a CPU
-    fp32 tensor (inference only: the fused op has no backward)."""
-    if _onednn_gelu(act, x):
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, [padding] * 2, [stride] * 2, [1, 1], groups, 'gelu', [], 'none')
-    x = F.conv2d(x, weight, bias, stride, padding, 1, groups)
-    return x if act is None else act(x)
-
-
-# ---------------------------------------------------------------------- folding once (deploy)
-# The in-place counterparts of the folds above, for ``switch_to_deploy``: they rewrite a
-# module's parameters once (under ``no_grad``) instead of at every call.
+# ---------------------------------------------------------------------- folding in place
+# The in-place counterparts of the folds above: they rewrite a module's parameters once.
 
 
 def _set_params(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:

@@ -1,27 +1,21 @@
-"""layers.Linear: oneDNN's products in eager CPU inference and training, ``F.linear`` everywhere
-else."""
-import os
-import subprocess
-import sys
-
+"""mmhybrid.accel.linear: linear layers on oneDNN's products in CPU inference and training,
+``F.linear`` everywhere else, and the default that chooses them."""
 import pytest
 import torch
 import torch.nn as nn
 from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmhybrid.models.layers import Linear, pointwise_linear
-from mmhybrid.models.layers import linear as linear_layers
+import mmhybrid
+from mmhybrid.accel import internals
+from mmhybrid.accel import linear as linear_layers
+from mmhybrid.accel.linear import OneDNNLinear, OneDNNTrainingLinear
+from mmhybrid.accel.ops import pointwise_conv
+from mmhybrid.registry import MODELS
 
-ONEDNN = linear_layers.ONEDNN_LINEAR
+ONEDNN = internals.ONEDNN_LINEAR
 ONEDNN_OP = 'mkldnn::_linear_pointwise'
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason='this torch build has no oneDNN linear')
-
-
-@pytest.fixture(autouse=True)
-def onednn_products(monkeypatch):
-    """The oneDNN path switched on, whatever this CPU's default is (onednn_linear_default)."""
-    monkeypatch.setattr(linear_layers, 'ENABLED', True)
 
 
 def ops_run(fn):
@@ -31,9 +25,9 @@ def ops_run(fn):
     return out, {event.name for event in prof.events()}
 
 
-def reference_pair(bias=True):
+def reference_pair(bias=True, cls=OneDNNTrainingLinear):
     torch.manual_seed(0)
-    layer = Linear(48, 80, bias=bias)
+    layer = cls(48, 80, bias=bias)
     plain = nn.Linear(48, 80, bias=bias)
     plain.load_state_dict(layer.state_dict())
     return layer, plain
@@ -42,8 +36,9 @@ def reference_pair(bias=True):
 @needs_onednn
 @pytest.mark.parametrize('bias', [True, False])
 @pytest.mark.parametrize('shape', [(300, 48), (2, 7, 9, 48), (0, 48)])
-def test_inference_runs_onednn_and_equals_f_linear(bias, shape):
-    layer, plain = reference_pair(bias)
+@pytest.mark.parametrize('cls', [OneDNNLinear, OneDNNTrainingLinear])
+def test_inference_runs_onednn_and_equals_f_linear(bias, shape, cls):
+    layer, plain = reference_pair(bias, cls)
     x = torch.randn(shape)
     with torch.no_grad():
         out, ops = ops_run(lambda: layer(x))
@@ -55,17 +50,21 @@ def test_inference_runs_onednn_and_equals_f_linear(bias, shape):
 
 @needs_onednn
 def test_strided_inputs_and_weights():
-    # Token views of NCHW and channels-last maps, a transposed weight (pointwise_linear's).
+    # Token views of NCHW and channels-last maps, a transposed weight (a 1x1 conv's).
     torch.manual_seed(0)
     weight, bias = torch.randn(24, 16), torch.randn(24)
     tokens = torch.randn(2, 16, 35).transpose(1, 2)
     nhwc = torch.randn(2, 16, 5, 7).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        out, ops = ops_run(lambda: linear_layers.linear(tokens, weight.t().contiguous().t(),
-                                                        bias))
+        out, ops = ops_run(lambda: linear_layers.inner_product(
+            tokens, weight.t().contiguous().t(), bias))
         assert ONEDNN_OP in ops
         torch.testing.assert_close(out, nn.functional.linear(tokens, weight, bias))
-        out = pointwise_linear(nhwc, weight, bias)
+        conv = nn.Conv2d(16, 24, 1)
+        conv.weight.copy_(weight[:, :, None, None])
+        conv.bias.copy_(bias)
+        out, ops = ops_run(lambda: pointwise_conv(conv, nhwc, onednn=True))
+        assert ONEDNN_OP in ops
         expected = nn.functional.conv2d(nhwc, weight[:, :, None, None], bias)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
@@ -130,16 +129,13 @@ def test_torch_func_transforms_keep_f_linear():
     torch.testing.assert_close(grads[0], grads[1])
 
 
-@pytest.mark.parametrize('case', ['float64', 'autocast', 'mkldnn_off', 'switch_off',
-                                  'dispatch_mode'])
-def test_everything_else_keeps_f_linear(case, monkeypatch):
+@pytest.mark.parametrize('case', ['float64', 'autocast', 'mkldnn_off', 'dispatch_mode'])
+def test_everything_else_keeps_f_linear(case):
     layer, plain = reference_pair()
     x = torch.randn(6, 48)
     if case == 'float64':
         layer.double(), plain.double()
         x = x.double()
-    if case == 'switch_off':
-        monkeypatch.setattr(linear_layers, 'ENABLED', False)
 
     def run(module):
         with torch.no_grad():
@@ -210,15 +206,21 @@ def test_a_bad_switch_value_is_an_error_that_names_it(setting):
         linear_layers.onednn_linear_default({linear_layers.ENV_SWITCH: setting}, 'x', 'AVX512')
 
 
-def test_the_switch_is_read_at_import():
-    # A fresh interpreter: the module's ENABLED is the default for that environment.
-    code = ('from mmhybrid.models.layers import linear as L; '
-            'print(L.ENABLED, L.onednn_linear_default())')
-    for setting in ('0', '1'):
-        env = dict(os.environ, **{linear_layers.ENV_SWITCH: setting})
-        out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                             text=True, check=True).stdout.split()
-        assert out == [str(setting == '1')] * 2
+@pytest.mark.parametrize('setting, argument, expected', [
+    ('1', None, ONEDNN), ('0', None, False), ('0', True, ONEDNN), ('1', False, False)])
+def test_optimize_for_inference_reads_the_switch_once(setting, argument, expected,
+                                                      monkeypatch):
+    # The environment decides when the call does not; the decision is the call's, once.
+    monkeypatch.setenv(linear_layers.ENV_SWITCH, setting)
+    model = MODELS.build(dict(type='mmhybrid.UniFormer', arch=dict(
+        embed_dims=[16, 32, 64, 64], depths=[1, 1, 1, 1], head_dim=16)))
+    mmhybrid.optimize_for_inference(model, onednn_linear=argument)
+    kinds = {type(m) for m in model.modules() if isinstance(m, nn.Linear)}
+    assert kinds == ({OneDNNLinear} if expected else {nn.Linear})
+    monkeypatch.setenv(linear_layers.ENV_SWITCH, '0' if setting == '1' else '1')
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))  # the environment is not read again
+    assert {type(m) for m in model.modules() if isinstance(m, nn.Linear)} == kinds
 
 
 def test_cpu_vendor_reads_cpuinfo(tmp_path):

@@ -1,11 +1,16 @@
-"""Attention with a learnable additive bias whose backward recomputes the probabilities.
+"""Attention kernels for :func:`~mmhybrid.models.layers.grouped_attention`'s ``kernel``.
 
-PyTorch's CPU ``scaled_dot_product_attention`` has no fused backward for a mask that needs a
-gradient: it takes the math path, which stores the ``(B, heads, Nq, Nk)`` probabilities of every
-block for the backward (CMT-S at 800x1344: 282 MB per stage-1 block, 2.5 GB per image over the
-model). :class:`RecomputedBiasAttention` runs the fused (flash) kernel forward, keeps only its
-output and the per-query log-sum-exp, and in the backward recomputes the probabilities in bands
-of queries, so that only one band's ``(B, heads, rows, Nk)`` matrices are alive at a time:
+:func:`short_key_kernel` (inference): calls over few keys in many groups (CrossFormer's 7x7
+windows) run as batched products in chunks of groups, whose logits stay small; the fused CPU
+kernel is slower there.
+
+:func:`recomputed_bias_kernel` (training): PyTorch's CPU ``scaled_dot_product_attention`` has
+no fused backward for a mask that needs a gradient: it takes the math path, which stores the
+``(B, heads, Nq, Nk)`` probabilities of every block for the backward (CMT-S at 800x1344: 282 MB
+per stage-1 block, 2.5 GB per image over the model). :class:`RecomputedBiasAttention` runs the
+fused (flash) kernel forward, keeps only its output and the per-query log-sum-exp, and in the
+backward recomputes the probabilities in bands of queries, so that only one band's
+``(B, heads, rows, Nk)`` matrices are alive at a time:
 
     S = q k^T * scale + bias,  P = exp(S - lse),  dP = dO v^T,  dS = P * (dP - rowsum(dO * O))
     dq = dS k * scale,  dk = dS^T q * scale,  dv = P^T dO,  dbias = dS summed over broadcast dims
@@ -13,17 +18,13 @@ of queries, so that only one band's ``(B, heads, rows, Nk)`` matrices are alive 
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+from . import internals
 
 # One band's (B, heads, rows, Nk) matrix takes about this many bytes in the backward.
 BACKWARD_BAND_BYTES = 16 * 2**20
-
-
-def _flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
-                   scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q, k, v, 0.0, False, attn_mask=mask, scale=scale)
-    return out, lse
 
 
 def _backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -144,7 +145,7 @@ class RecomputedBiasAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
                 scale: float) -> torch.Tensor:
-        out, lse = _flash_forward(q, k, v, mask, scale)
+        out, lse = internals.flash_attention_with_lse(q, k, v, mask, scale)
         ctx.save_for_backward(q, k, v, mask, out, lse)
         ctx.scale = scale
         return out
@@ -161,12 +162,21 @@ class RecomputedBiasAttention(torch.autograd.Function):
         return _backward(grad_out, *saved, ctx.scale, needs) + (None,)
 
 
-def use_recomputed_bias_attention(q: torch.Tensor, mask: Optional[torch.Tensor]) -> bool:
-    """Whether :class:`RecomputedBiasAttention` replaces SDPA: a float32/float64 CPU call whose
-    mask needs a gradient (elsewhere SDPA has a fused backward or the math path is kept)."""
+def recomputed_bias_applies(q: torch.Tensor, mask: Optional[torch.Tensor]) -> bool:
+    """Whether :class:`RecomputedBiasAttention` serves a call: a float32/float64 CPU call whose
+    4-D mask needs a gradient (elsewhere SDPA has a fused backward or nothing is stored)."""
     return (mask is not None and mask.requires_grad and torch.is_grad_enabled()
             and q.device.type == 'cpu' and q.dtype in (torch.float32, torch.float64)
             and mask.dtype == q.dtype and mask.dim() == 4)
+
+
+def recomputed_bias_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           mask: Optional[torch.Tensor], scale: Optional[float]) -> torch.Tensor:
+    """An attention kernel (``grouped_attention``'s ``kernel``): :func:`recomputed_bias_attention`
+    where :func:`recomputed_bias_applies`, SDPA otherwise."""
+    if recomputed_bias_applies(q, mask):
+        return recomputed_bias_attention(q, k, v, mask, scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
 def recomputed_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -174,3 +184,66 @@ def recomputed_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """``softmax(q k^T * scale + mask) v`` through :class:`RecomputedBiasAttention`."""
     scale = q.shape[-1]**-0.5 if scale is None else float(scale)
     return RecomputedBiasAttention.apply(q, k, v, mask, scale)
+
+
+# Calls over at most this many keys run as explicit products (:func:`short_key_attention`), in
+# chunks of groups whose logits take about SHORT_KEY_CHUNK_BYTES.
+SHORT_KEYS = 64
+SHORT_KEY_CHUNK_BYTES = 2**20
+
+
+def short_key_applies(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor]) -> bool:
+    """Whether :func:`short_key_attention` serves ``(N, heads, L, d)`` operands: float32 CPU
+    tensors, at most :data:`SHORT_KEYS` keys, two or more groups (windows or images: over one
+    group the fused kernel is as fast) whose logits take at most 8 chunks' bytes each."""
+    groups, heads, num_q, num_k = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    return (groups > 1 and num_k <= SHORT_KEYS and q.device.type == 'cpu'
+            and q.dtype == torch.float32 and k.dtype == q.dtype
+            and (mask is None or mask.dtype == q.dtype)
+            and heads * num_q * num_k * q.element_size() <= 8 * SHORT_KEY_CHUNK_BYTES)
+
+
+def short_key_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     mask: Optional[torch.Tensor], scale: Optional[float]) -> torch.Tensor:
+    """An attention kernel for inference (``grouped_attention``'s ``kernel``):
+    :func:`short_key_attention` where :func:`short_key_applies`, SDPA otherwise."""
+    if short_key_applies(q, k, mask):
+        return short_key_attention(q, k, v, mask, scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+def short_key_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        mask: Optional[torch.Tensor], scale: Optional[float]) -> torch.Tensor:
+    """``softmax(q k^T * scale + mask) v`` for ``(N, heads, L, d)`` operands as batched
+    products, in chunks of the ``N`` groups whose logits take about
+    :data:`SHORT_KEY_CHUNK_BYTES` (inference only: nothing is kept for a backward).
+
+    ``mask`` broadcasts to ``(N, heads, Lq, Lk)`` (its first dimension 1 or ``N``). The result
+    is laid out ``(N, Lq, heads, d)`` as SDPA's CPU kernel lays out its own, so that merging
+    the heads is a view."""
+    groups, heads, num_q, dim = q.shape
+    num_k = k.shape[2]
+    scale = dim**-0.5 if scale is None else scale
+    out = q.new_empty(groups, num_q, heads, dim)
+    step = max(1, SHORT_KEY_CHUNK_BYTES // (heads * num_q * num_k * q.element_size()))
+    for start in range(0, groups, step):
+        stop = min(start + step, groups)
+        count = (stop - start) * heads
+        keys_t = k[start:stop].reshape(count, num_k, dim).transpose(1, 2)
+        queries = q[start:stop].reshape(count, num_q, dim)
+        part = None
+        if mask is not None:
+            part = mask if mask.shape[0] == 1 else mask[start:stop]
+        if part is not None and stop - start == 1:
+            # One image of the mask: the product adds it itself.
+            logits = torch.baddbmm(part.expand(1, heads, num_q, num_k).reshape(
+                count, num_q, num_k), queries, keys_t, alpha=scale)
+        else:
+            logits = torch.bmm(queries, keys_t).mul_(scale)
+            if part is not None:  # broadcast over the chunk's groups
+                logits.view(stop - start, heads, num_q, num_k).add_(part)
+        probs = torch.softmax(logits, -1)
+        del logits
+        values = torch.bmm(probs, v[start:stop].reshape(count, num_k, dim))
+        out[start:stop].copy_(values.view(stop - start, heads, num_q, dim).transpose(1, 2))
+    return out.transpose(1, 2)
