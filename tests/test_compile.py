@@ -115,9 +115,9 @@ def test_layer_norm_2d_lowers_with_dynamic_sizes():
     torch 2.13's inductor failed to lower such graphs while ``LayerNorm2d`` was a permuted view
     (``ValueRangeError`` while ordering its symbolic strides, floor divisions of the strided
     conv's output size); it now reduces over the channels while compiling. The whole tiny archs
-    take minutes each to lower here: docs/benchmarks.md (session 10) records them. Training
-    graphs with dynamic sizes are still specialised by inductor's conv-backward lowering (not
-    ours, same section)."""
+    take minutes each to lower on a small CPU, so a subset runs here. Training graphs with
+    dynamic sizes are still specialised by inductor's conv-backward lowering (torch's, not
+    ours)."""
     from torch._inductor.compile_fx import compile_fx
 
     from mmhybrid.models.layers import LayerNorm2d

@@ -1,4 +1,4 @@
-"""Eager inference paths that replace a chain of calls by fewer (issue 17, session 19): a linear
+"""Eager inference paths that replace a chain of calls by fewer: a linear
 layer with its GELU applied as oneDNN writes the product (``linear_act``: the token MLP, CMT's
 IRFFN), and attention over few keys in several groups as explicit products in chunks
 (``short_key_attention``). Each must give the plain chain's values, and step aside where it

@@ -1,4 +1,4 @@
-"""Memory at detection sizes (issue 17): in-place residual sums, row bands of the wide
+"""Memory at detection sizes: in-place residual sums, row bands of the wide
 convolutional MLPs, the bias resize as matrix products (inference), and attention with a
 learnable bias that recomputes its probabilities in the backward (training). Each must leave
 the function and its gradients as they were; the peaks themselves are measured by

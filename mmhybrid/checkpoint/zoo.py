@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import List, Tuple
 
-# Whether the published number was measured again with our code: none of the released files can be
-# downloaded on this project's machines (Google Drive, BaiduCloud, Tsinghua Cloud).
+# Whether the published number was measured again with our code: none has been, as the hosts
+# (Google Drive, BaiduCloud, Tsinghua Cloud) need a browser to download from.
 NOT_REMEASURED = ('conversion tested on a file in the released layout; published number not '
                   're-measured')
 TASKS = ('det', 'seg')
