@@ -6,7 +6,7 @@ What is checked:
 - every relative Markdown link (``[text](path#anchor)``) in README.md and the Markdown files of
   the repository points to a file or folder that exists, and its anchor to a heading there;
 - every mention of a file of this repository (a ``.py``, ``.md`` or ``.sh`` path that starts
-  with one of its top-level folders, ``./`` or ``../``, and every ``test_x.py``) in the Markdown
+  with one of its top-level folders, ``./`` or ``../``, and every ``test_*.py`` name) in the Markdown
   files, in the docstrings and comments of the Python files and in the comments of the configs
   and scripts names a file that exists; ``path.py::name`` also names a function or class
   defined in it. A file of the authors' is written ``owner/repo@commit:path`` (or
@@ -111,7 +111,7 @@ def _ours(mention: str) -> bool:
 
 def _resolve(mention: str, source: Path) -> List[Path]:
     """The files a mention may mean: relative to its file or to the repository root; a bare
-    ``test_x.py``, the file of that name under tests/."""
+    ``test_*.py`` name, the file of that name under tests/."""
     if '/' in mention:
         return [p for p in ((source.parent / mention), (REPO / mention)) if p.exists()]
     return [p for p in (REPO / 'tests').rglob(mention)]
@@ -139,8 +139,7 @@ def test_no_words_of_how_it_was_made():
 
 def test_no_pointer_to_files_the_repository_does_not_have():
     hits = [f'{_rel(path)}:{i}: {m.group(0)}' for path in FILES
-            for i, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1)
-            for m in MISSING_DOCS.finditer(line)]
+            for i, text in _prose(path) for m in MISSING_DOCS.finditer(text)]
     assert not hits, 'pointers to files a user does not have:\n' + '\n'.join(hits)
 
 

@@ -6,8 +6,8 @@
 # changed.
 # The mmcv 2.1.0 wheel (compiled ops) is built once from source and cached outside the repository
 # under ${MMHYBRID_WHEEL_CACHE:-~/.cache/mmhybrid/wheels}/<python>-torch<version>/; a prebuilt wheel
-# in ../shared/wheels (when that folder exists; MMHYBRID_SHARED_WHEELS names another) is used as
-# one more source and skips the build.
+# in the folder MMHYBRID_SHARED_WHEELS names (by default one beside the repository; used when it
+# exists) is one more source and skips the build.
 #
 #   bash tools/setup_env.sh                     set up (or refresh) .venv
 #   bash tools/setup_env.sh --find-mmcv-wheel   print the mmcv wheel the set-up would install

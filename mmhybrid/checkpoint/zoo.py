@@ -297,7 +297,7 @@ def model_zoo_markdown() -> List[str]:
         lines.append(
             f'| {i} | {row.family} | {row.variant} | {row.task} | {row.head} | {row.schedule} | '
             f'{row.pretrain} | {_metrics(row)} | [{row.host}]({row.url}) | `{row.config}` | '
-            f'`{row.official_config}` ({row.readme.split(":")[0]}) |')
+            f'`{row.readme.split(":")[0]}:{row.official_config}` |')
     for i, row in enumerate(RELEASED, 1):
         lines += ['', f'#### {i}. {PurePosixPath(row.config).stem}', '']
         lines.append(f'{_metrics(row)} ({row.readme}); {row.status}.'
