@@ -222,3 +222,25 @@ def test_a_broken_mention_is_found(tmp_path):
     assert _resolve('../_base_/det/maskrcnn.py', REPO / 'configs' / 'det' / 'x.py')
     assert not _defines(REPO / 'tests' / 'test_docs.py', 'test_no_such_test')
     assert _defines(REPO / 'tests' / 'test_docs.py', 'test_a_broken_mention_is_found')
+
+
+def test_readme_config_snippet_builds(tmp_path):
+    """The README's "use a backbone in your own config" snippet is a working mmdet config: it
+    builds, and the neck's widths are the backbone's out_channels."""
+    from mmengine.config import Config
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmdet.utils import register_all_modules
+
+    readme = (REPO / 'README.md').read_text(encoding='utf-8')
+    snippets = re.findall(r'```python\n(.*?)```', readme, re.DOTALL)
+    assert snippets, 'the README has no python snippet'
+    path = tmp_path / 'snippet_cfg.py'
+    path.write_text(snippets[0])
+    cfg = Config.fromfile(str(path))
+    assert cfg.custom_imports['imports'] == ['mmhybrid']
+    cfg.model.backbone.init_cfg = None  # the ImageNet file is not here
+    register_all_modules()
+    import mmhybrid  # noqa: F401  (what custom_imports does)
+    model = DET_MODELS.build(cfg.model)
+    assert type(model.backbone).__module__.startswith('mmhybrid.')
+    assert list(model.backbone.out_channels) == list(cfg.model.neck.in_channels)
