@@ -9,9 +9,9 @@ Backends, to keep the suite short on a 2-core CPU:
   outputs and gradients in train mode, per family; this is where the custom autograd Functions
   (``RecomputedBiasAttention``, ``GeluBatchNorm``) are traced;
 - ``inductor`` (generated C++ kernels) on the custom Functions alone, one whole tiny model
-  (CMT) compiled for inference with freezing, as docs/benchmarks.md recommends, and a stage
+  (CMT) compiled for inference with freezing, as docs/usage.md recommends, and a stage
   boundary with ``LayerNorm2d`` lowered with dynamic sizes (a whole tiny model takes 30-90 s
-  to compile here; docs/benchmarks.md records the inductor runs of every family).
+  to compile on 2 CPU cores, so one family stands for the rest).
 """
 import re
 
@@ -91,7 +91,7 @@ def test_train_mode_is_one_graph_at_batch_1(name):
     assert not counters['graph_break'], dict(counters['graph_break'])
 
 
-# The dynamic trace takes 5-70 s per arch here: a subset (all archs: docs/benchmarks.md).
+# The dynamic trace takes 5-70 s per arch on 2 CPU cores: a subset.
 @pytest.mark.parametrize('name', ['VAN', 'UniFormer', 'UniFormerLight'])
 def test_one_graph_serves_every_size(name):
     """Eval mode: one graph without breaks for all sizes (``dynamic=True``), eager's outputs."""

@@ -96,7 +96,7 @@ def _calls(graph_module, name):
 
 
 def test_compiled_lka_runs_its_dilated_conv_on_phase_grids():
-    # Compiled graphs use the phase form too (a frozen VAN-B2 at 800x1344 ran 1.02-1.09x faster
+    # Compiled graphs use the phase form too (a frozen VAN-B2 at detection size ran faster
     # compiled with it than with the dilated conv). Eval and train: eager's outputs and
     # gradients.
     import torch._dynamo as dynamo
