@@ -27,8 +27,8 @@ in any process that has freed a block of that size (a detection-size feature map
 checkpoint); freed maps are reused instead of being returned to the system and faulted in again
 on the next forward. Without it the state depends on what each side's set-up happened to free:
 mmhybrid's (the converter's state dict) raised the threshold, the authors' did not, and at 224
-the authors' code paid 10-20 ms of page faults per forward that mmhybrid's did not
-(docs/benchmarks.md, session 8). ``--allocator fresh`` skips it.
+the authors' code paid 10-20 ms of page faults per forward that mmhybrid's did not.
+``--allocator fresh`` skips it.
 
 ``--deploy`` times mmhybrid's backbone after its ``switch_to_deploy()`` (norms folded once).
 Side ``both`` builds the two models in one process (run it with the authors' interpreter, which

@@ -4,8 +4,8 @@
 cores); a family joins the shared contract suite by adding one entry: registered type → kwargs
 (``'Type/variant'`` for a second entry of one registered type, see :func:`model_type`).
 
-``PARITY_MODELS``: the reduced archs of the authors' parity files (tests/data/parity,
-shared/parity/README.md), one entry per file that holds weights: file → (registered type, arch).
+``PARITY_MODELS``: the reduced archs of the authors' parity files (tests/data/parity/README.md),
+one entry per file that holds weights: file → (registered type, arch).
 """
 CONTRACT_MODELS = {
     # Pretrain size 64 (position biases at 16x16 queries / 2x2 keys in stage 1): every contract

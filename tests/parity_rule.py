@@ -1,4 +1,4 @@
-"""The deterministic rule that made the parity weights and inputs (shared/parity/README.md).
+"""The deterministic rule that made the parity weights and inputs (tests/data/parity/README.md).
 
 Every floating tensor of a parity checkpoint, and every parity input, is a pure function of a
 text and a shape: ``fill(key, shape)`` and ``make_input(shape, tag)`` rebuild them bit for bit,

@@ -161,7 +161,7 @@ def test_tiny_inputs_run(size):
 
 # ---------------------------------------------------------------------------------- variants
 def test_variants_and_aliases():
-    expected = {  # REFERENCE.md: params of the classification code (fc 1280, 1000 classes)
+    expected = {  # params of the authors' classification models (fc 1280, 1000 classes)
         'tiny': (9.49e6, 160), 'xsmall': (15.25e6, 192), 'small': (26.26e6, 224),
         'base': (45.72e6, 256)}
     for arch, (total, img_size) in expected.items():

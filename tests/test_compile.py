@@ -10,9 +10,9 @@ Backends, to keep the suite short on a 2-core CPU:
   ``mmhybrid.optimize_for_training``: this is where the custom autograd Functions
   (``RecomputedBiasAttention``, ``GeluBatchNorm``) are traced;
 - ``inductor`` (generated C++ kernels) on the custom Functions alone, one whole tiny model
-  (CMT) compiled for inference with freezing, as docs/benchmarks.md recommends, and a stage
+  (CMT) compiled for inference with freezing, as docs/usage.md recommends, and a stage
   boundary with ``LayerNorm2d`` lowered with dynamic sizes (a whole tiny model takes 30-90 s
-  to compile here; docs/benchmarks.md records the inductor runs of every family).
+  to compile on 2 CPU cores, so one family stands for the rest).
 """
 import re
 
@@ -93,7 +93,7 @@ def test_train_mode_is_one_graph_at_batch_1(name):
     assert not counters['graph_break'], dict(counters['graph_break'])
 
 
-# The dynamic trace takes 5-70 s per arch here: a subset (all archs: docs/benchmarks.md).
+# The dynamic trace takes 5-70 s per arch on 2 CPU cores: a subset.
 @pytest.mark.parametrize('name', ['VAN', 'UniFormer', 'UniFormerLight'])
 def test_one_graph_serves_every_size(name):
     """Eval mode: one graph without breaks for all sizes (``dynamic=True``), eager's outputs."""
@@ -117,9 +117,9 @@ def test_layer_norm_2d_lowers_with_dynamic_sizes():
     torch 2.13's inductor failed to lower such graphs while ``LayerNorm2d`` was a permuted view
     (``ValueRangeError`` while ordering its symbolic strides, floor divisions of the strided
     conv's output size); it now reduces over the channels while compiling. The whole tiny archs
-    take minutes each to lower here: docs/benchmarks.md (session 10) records them. Training
-    graphs with dynamic sizes are still specialised by inductor's conv-backward lowering (not
-    ours, same section)."""
+    take minutes each to lower on a small CPU, so a subset runs here. Training graphs with
+    dynamic sizes are still specialised by inductor's conv-backward lowering (torch's, not
+    ours)."""
     from torch._inductor.compile_fx import compile_fx
 
     from mmhybrid.models.layers import LayerNorm2d

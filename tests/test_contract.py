@@ -1,4 +1,6 @@
-"""The backbone contract, checked for every family on tiny custom archs."""
+"""The backbone contract (``HybridBackbone`` in mmhybrid/models/backbones/base.py: ``arch``,
+``out_indices``, strides 4-32 at any input size, ``frozen_stages``, ``norm_eval``, ``with_cp``,
+``init_cfg``), checked for every family on tiny custom archs."""
 import copy
 import math
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment in .venv.
 #
-# Safe to re-run: a stamp keyed by this script and setup.py skips the work when nothing changed.
+# Every package is installed at the exact version requirements/constraints.txt names. Safe to
+# re-run: a stamp keyed by this script, setup.py and the constraints skips the work when nothing
+# changed.
 # The mmcv 2.1.0 wheel (compiled ops) is built once from source and cached outside the repository
 # under ${MMHYBRID_WHEEL_CACHE:-~/.cache/mmhybrid/wheels}/<python>-torch<version>/; a prebuilt wheel
-# in ../shared/wheels (when that folder exists; MMHYBRID_SHARED_WHEELS names another) is used as
-# one more source and skips the build.
+# in the folder MMHYBRID_SHARED_WHEELS names (by default one beside the repository; used when it
+# exists) is one more source and skips the build.
 #
 #   bash tools/setup_env.sh                     set up (or refresh) .venv
 #   bash tools/setup_env.sh --find-mmcv-wheel   print the mmcv wheel the set-up would install
@@ -24,8 +26,11 @@ cd "$ROOT"
 
 PYTHON="${PYTHON:-python3.11}"
 VENV="${VENV:-$ROOT/.venv}"
-TORCH_VERSION="2.13.0"
-MMCV_VERSION="2.1.0"
+# The exact versions of every package the set-up installs (pip constraints); setup.py states the
+# ranges mmhybrid supports. torch and mmcv are read from it so that each version is stated once.
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+TORCH_VERSION="$(sed -n 's/^torch==//p' "$CONSTRAINTS")"
+MMCV_VERSION="$(sed -n 's/^mmcv==//p' "$CONSTRAINTS")"
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     PYTHON=python3
@@ -73,7 +78,7 @@ elif [ $# -gt 0 ]; then
     exit 2
 fi
 
-stamp_src="$(cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" | sha256sum | cut -c1-16)"
+stamp_src="$(cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" "$CONSTRAINTS" | sha256sum | cut -c1-16)"
 STAMP="$VENV/.mmhybrid-setup-$stamp_src"
 if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import mmhybrid, mmcv.ops, mmdet, mmseg, onnxruntime, onnxscript" >/dev/null 2>&1; then
     echo "[setup] .venv is up to date"
@@ -87,7 +92,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-PIP=("$PY" -m pip install --disable-pip-version-check -q)
+PIP=("$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS")
 
 log "installing torch $TORCH_VERSION and build tools"
 "${PIP[@]}" --upgrade pip

@@ -25,7 +25,7 @@ model = dict(
         init_cfg=None),  # from scratch: no ImageNet checkpoint on a fresh machine
     # narrow neck and heads (256 channels and 1024-wide FCs on COCO): the CPU time budget
     # GroupNorm in the neck and the mask head, as in mmdet's own from-scratch recipe
-    # (configs/scratch/mask-rcnn_r50-scratch_fpn_gn-all_6x_coco.py): keeps the scale of the FPN
+    # (mmdet::scratch/mask-rcnn_r50-scratch_fpn_gn-all_6x_coco.py): keeps the scale of the FPN
     # outputs in check when nothing is pretrained
     neck=dict(in_channels=demo_channels, out_channels=head_channels, norm_cfg=gn),
     rpn_head=dict(in_channels=head_channels, feat_channels=head_channels),

@@ -1,6 +1,6 @@
 # UPerNet with a UniFormer-B backbone trained with global attention in stages 3 and 4 on ADE20K
 # (recipe: ../_base_/seg/upernet_160k.py), tested global as well. Official config:
-# semantic_segmentation/exp/upernet_global_base/config.py (= its test_config_g.py; drop path 0.4).
+# semantic_segmentation/exp/upernet_global_base/config.py (the same as its `test_config_g`; drop path 0.4).
 # The same trained file tested with 32x32 windows: ./upernet_uniformer_b_160k_w32.py, hybrid:
 # ./upernet_uniformer_b_160k_h32.py. Published mIoU, single scale (multi-scale, `--tta`): 50.0
 # (50.8).

@@ -1,5 +1,6 @@
 # UPerNet with a VAN-B0 backbone on ADE20K (recipe: ../_base_/seg/upernet_van_160k.py). Official
-# config: configs/upernet/1k_pretrained/upernet_van_b0_512x512_160k_ade20k.py (VAN-Segmentation).
+# config:
+# Visual-Attention-Network/VAN-Segmentation@df79bb38:configs/upernet/1k_pretrained/upernet_van_b0_512x512_160k_ade20k.py.
 # The UPerNet files come from the newer VAN code, whose stage-ending LayerNorms use eps 1e-5 (the
 # Semantic FPN files and the classification code: 1e-6). Published mIoU: 41.1 (multi-scale; no file
 # released).

@@ -1,7 +1,7 @@
 # UPerNet with a VAN-B4 (ImageNet-22k pretrained) backbone on ADE20K (recipe:
 # ../_base_/seg/upernet_van_160k_bs32.py). Official config:
-# configs/upernet/22k_pretrained/upernet_van_b4_512x512_160k_ade20k_22k.py (VAN-Segmentation). The
-# UPerNet files come from the newer VAN code, whose stage-ending LayerNorms use eps 1e-5 (the
+# Visual-Attention-Network/VAN-Segmentation@df79bb38:configs/upernet/22k_pretrained/upernet_van_b4_512x512_160k_ade20k_22k.py.
+# The UPerNet files come from the newer VAN code, whose stage-ending LayerNorms use eps 1e-5 (the
 # Semantic FPN files and the classification code: 1e-6). Published mIoU: 53.5 (multi-scale,
 # `--tta`).
 _base_ = [

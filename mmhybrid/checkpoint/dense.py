@@ -1,6 +1,6 @@
 """Whole released detectors and segmenters: mmdet 2.x / mmseg 0.x training files → mmengine.
 
-The authors' COCO and ADE20K files (REFERENCE.md §5b) hold ``state_dict`` (``backbone.*`` in the
+The authors' COCO and ADE20K files (docs/model_zoo.md lists them) hold ``state_dict`` (``backbone.*`` in the
 official layout, ``neck.*``, ``rpn_head.*``, ``roi_head.*``, ``bbox_head.*``, ``decode_head.*``,
 ``auxiliary_head.*``), ``meta`` with ``CLASSES`` (and ``PALETTE`` for mmseg) and often
 ``optimizer`` / ``amp``. :func:`convert_dense_state_dict` converts the backbone part with the

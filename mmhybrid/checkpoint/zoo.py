@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import List, Tuple
 
-# Whether the published number was measured again with our code: none of the released files can be
-# downloaded on this project's machines (Google Drive, BaiduCloud, Tsinghua Cloud).
+# Whether the published number was measured again with our code: none has been, as the hosts
+# (Google Drive, BaiduCloud, Tsinghua Cloud) need a browser to download from.
 NOT_REMEASURED = ('conversion tested on a file in the released layout; published number not '
                   're-measured')
 TASKS = ('det', 'seg')
@@ -297,7 +297,7 @@ def model_zoo_markdown() -> List[str]:
         lines.append(
             f'| {i} | {row.family} | {row.variant} | {row.task} | {row.head} | {row.schedule} | '
             f'{row.pretrain} | {_metrics(row)} | [{row.host}]({row.url}) | `{row.config}` | '
-            f'`{row.official_config}` ({row.readme.split(":")[0]}) |')
+            f'`{row.readme.split(":")[0]}:{row.official_config}` |')
     for i, row in enumerate(RELEASED, 1):
         lines += ['', f'#### {i}. {PurePosixPath(row.config).stem}', '']
         lines.append(f'{_metrics(row)} ({row.readme}); {row.status}.'

@@ -16,8 +16,20 @@ def compile_frozen(module: nn.Module, **compile_kwargs: Any) -> Callable[..., An
     ``torch.compile(module, options=dict(freezing=True))`` does not do this with torch 2.13:
     dynamo decides whether parameters are graph inputs by the global config before inductor's
     options apply, so the graph keeps them as inputs and nothing is folded or packed
-    (pytorch/pytorch#139272 describes the mechanism). The compiled module is the callable's
-    ``compiled`` attribute."""
+    (pytorch/pytorch#139272 describes the mechanism). Whether compiling pays depends on the
+    family, the input size and the machine: docs/benchmarks.md has the measurements.
+
+    Args:
+        module: The plain module to compile, with its weights loaded.
+        **compile_kwargs: Passed to ``torch.compile`` (e.g. ``dynamic=True``).
+
+    Returns:
+        A callable that runs the compiled module; the compiled module itself is its
+        ``compiled`` attribute.
+
+    Raises:
+        TypeError: ``module`` holds a backbone optimised for eager inference.
+    """
     from mmhybrid.accel.internals import inductor_freezing
     if any(getattr(m, 'optimized', False) for m in module.modules()):
         raise TypeError('compile_frozen takes the plain model: this one was optimised for '

@@ -1,4 +1,4 @@
-# CMT-B backbone (REFERENCE.md §3; ImageNet-1k top-1 84.5, pretrained at 256x256).
+# CMT-B backbone (docs/families/cmt.md; ImageNet-1k top-1 84.5, pretrained at 256x256).
 _base_ = ['./cmt.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

@@ -1,4 +1,4 @@
-# CMT-S backbone (REFERENCE.md §3; ImageNet-1k top-1 83.5, pretrained at 224x224).
+# CMT-S backbone (docs/families/cmt.md; ImageNet-1k top-1 83.5, pretrained at 224x224).
 _base_ = ['./cmt.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

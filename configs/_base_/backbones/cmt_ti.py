@@ -1,4 +1,4 @@
-# CMT-Ti backbone (REFERENCE.md §3; ImageNet-1k top-1 79.0, pretrained at 160x160).
+# CMT-Ti backbone (docs/families/cmt.md; ImageNet-1k top-1 79.0, pretrained at 160x160).
 _base_ = ['./cmt.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

@@ -1,4 +1,4 @@
-# CMT-XS backbone (REFERENCE.md §3; ImageNet-1k top-1 81.8, pretrained at 192x192).
+# CMT-XS backbone (docs/families/cmt.md; ImageNet-1k top-1 81.8, pretrained at 192x192).
 _base_ = ['./cmt.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

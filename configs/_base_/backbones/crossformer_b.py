@@ -1,4 +1,5 @@
-# CrossFormer-B backbone (REFERENCE.md §1; ImageNet-1k top-1 83.4, 52.0M params with the head).
+# CrossFormer-B backbone (docs/families/crossformer.md; ImageNet-1k top-1 83.4, 52.0M params
+# with the head).
 # ImageNet file: the authors' `crossformer-b.pth` (cheerss/CrossFormer README, Google Drive /
 # BaiduCloud links), loaded and converted in memory; see the README for where to get it.
 _base_ = ['./crossformer.py']

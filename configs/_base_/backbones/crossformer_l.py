@@ -1,4 +1,5 @@
-# CrossFormer-L backbone (REFERENCE.md §1; ImageNet-1k top-1 84.0, 92.0M params with the head).
+# CrossFormer-L backbone (docs/families/crossformer.md; ImageNet-1k top-1 84.0, 92.0M params
+# with the head).
 # ImageNet file: the authors' `crossformer-l.pth` (cheerss/CrossFormer README, Google Drive /
 # BaiduCloud links), loaded and converted in memory; see the README for where to get it.
 _base_ = ['./crossformer.py']

@@ -1,4 +1,5 @@
-# CrossFormer-S backbone (REFERENCE.md §1; ImageNet-1k top-1 82.5, 30.7M params with the head).
+# CrossFormer-S backbone (docs/families/crossformer.md; ImageNet-1k top-1 82.5, 30.7M params
+# with the head).
 # ImageNet file: the authors' `crossformer-s.pth` (cheerss/CrossFormer README, Google Drive /
 # BaiduCloud links), loaded and converted in memory; see the README for where to get it.
 _base_ = ['./crossformer.py']

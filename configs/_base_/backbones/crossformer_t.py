@@ -1,4 +1,5 @@
-# CrossFormer-T backbone (REFERENCE.md §1; ImageNet-1k top-1 81.5, 27.8M params with the head).
+# CrossFormer-T backbone (docs/families/crossformer.md; ImageNet-1k top-1 81.5, 27.8M params
+# with the head).
 # ImageNet file: the authors' `crossformer-t.pth` (cheerss/CrossFormer README, Google Drive /
 # BaiduCloud links), loaded and converted in memory; see the README for where to get it.
 _base_ = ['./crossformer.py']

@@ -1,4 +1,4 @@
-# HAT-Net-Large backbone (REFERENCE.md §4; ImageNet-1k top-1 84.2 at 224).
+# HAT-Net-Large backbone (docs/families/transcnn_hatnet.md; ImageNet-1k top-1 84.2 at 224).
 _base_ = ['./hatnet.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

@@ -1,4 +1,4 @@
-# HAT-Net-Medium backbone (REFERENCE.md §4; ImageNet-1k top-1 84.0 at 224).
+# HAT-Net-Medium backbone (docs/families/transcnn_hatnet.md; ImageNet-1k top-1 84.0 at 224).
 _base_ = ['./hatnet.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

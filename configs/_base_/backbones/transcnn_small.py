@@ -1,4 +1,4 @@
-# TransCNN-Small (v1) backbone (REFERENCE.md §4; ImageNet-1k top-1 83.1 at 256).
+# TransCNN-Small (v1) backbone (docs/families/transcnn_hatnet.md; ImageNet-1k top-1 83.1 at 256).
 # ImageNet file: the authors' `TransCNN-Small.pth` (yun-liu/TransCNN README at commit 0bd7463e,
 # GitHub release yun-liu/TransCNN v1.0), loaded and converted in memory.
 _base_ = ['./transcnn.py']

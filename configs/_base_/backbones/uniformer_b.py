@@ -1,4 +1,4 @@
-# UniFormer-B backbone (REFERENCE.md §2). Drop path 0.3 as the official
+# UniFormer-B backbone (docs/families/uniformer.md). Drop path 0.3 as the official
 # object_detection/exp/mask_rcnn_1x_hybrid_base/config.py (the segmentation configs set
 # their own).
 # ImageNet file: the authors' `uniformer_base_in1k.pth` (Sense-X/UniFormer image_classification

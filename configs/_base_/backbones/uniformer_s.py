@@ -1,4 +1,4 @@
-# UniFormer-S backbone (REFERENCE.md §2). Drop path 0.2 as the official
+# UniFormer-S backbone (docs/families/uniformer.md). Drop path 0.2 as the official
 # object_detection/exp/mask_rcnn_1x_hybrid_small/config.py (the segmentation configs set
 # their own).
 # ImageNet file: the authors' `uniformer_small_in1k.pth` (Sense-X/UniFormer image_classification

@@ -1,4 +1,4 @@
-# VAN-B0 backbone (REFERENCE.md §5; ImageNet-1k top-1 75.4).
+# VAN-B0 backbone (docs/families/van.md; ImageNet-1k top-1 75.4).
 _base_ = ['./van.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

@@ -1,4 +1,4 @@
-# VAN-B1 backbone (REFERENCE.md §5; ImageNet-1k top-1 81.1).
+# VAN-B1 backbone (docs/families/van.md; ImageNet-1k top-1 81.1).
 _base_ = ['./van.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

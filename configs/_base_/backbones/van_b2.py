@@ -1,4 +1,4 @@
-# VAN-B2 backbone (REFERENCE.md §5; ImageNet-1k top-1 82.8).
+# VAN-B2 backbone (docs/families/van.md; ImageNet-1k top-1 82.8).
 _base_ = ['./van.py']
 import mmhybrid.registry  # noqa: E402  (a module: not kept in the config; see README.md)
 backbone = dict(

@@ -1,5 +1,5 @@
-# VAN-B4 backbone (REFERENCE.md §5) pretrained on ImageNet-1k (top-1 84.2). Drop path 0.4 as the
-# official VAN-Segmentation UPerNet config. ImageNet file: `van_b4.pth`, the name
+# VAN-B4 backbone (docs/families/van.md) pretrained on ImageNet-1k (top-1 84.2). Drop path 0.4 as
+# the official VAN-Segmentation UPerNet config. ImageNet file: `van_b4.pth`, the name
 # VAN-Segmentation's configs load (the VAN-Classification README lists no B4-B6 files: needed to
 # train only, not to evaluate a released segmenter).
 _base_ = ['./van.py']

@@ -1,4 +1,4 @@
-# VAN-B6 backbone (REFERENCE.md §5) pretrained on ImageNet-22k. Drop path 0.5 as the official
+# VAN-B6 backbone (docs/families/van.md) pretrained on ImageNet-22k. Drop path 0.5 as the official
 # VAN-Segmentation UPerNet config. ImageNet file: `van_b6_22k.pth`, the name VAN-Segmentation's
 # configs load (the VAN-Classification README lists no B4-B6 files: needed to train only, not to
 # evaluate a released segmenter).

@@ -9,8 +9,9 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=40000, val_interval=4000)
 default_hooks = dict(checkpoint=dict(interval=4000))
-# Test (official configs/_base_/datasets/ade20k.py): `ResizeToMultiple(size_divisor=32)`
-# after the usual resize, whole-image inference.
+# Test (as the authors'
+# Visual-Attention-Network/VAN-Segmentation@23cd0ed8:configs/_base_/datasets/ade20k.py):
+# `ResizeToMultiple(size_divisor=32)` after the usual resize, whole-image inference.
 val_dataloader = dict(dataset=dict(pipeline=_base_.align32_test_pipeline))
 test_dataloader = val_dataloader
 tta_pipeline = _base_.align32_ms_flip_tta_pipeline

@@ -2,8 +2,9 @@
 # decay on the layer scales either.
 _base_ = ['./upernet_160k.py']
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'layer_scale': dict(decay_mult=0.)}))
-# Test (official configs/_base_/datasets/ade20k.py): `ResizeToMultiple(size_divisor=32)`
-# after the usual resize, whole-image inference. The published numbers are multi-scale
+# Test (as the authors'
+# Visual-Attention-Network/VAN-Segmentation@23cd0ed8:configs/_base_/datasets/ade20k.py):
+# `ResizeToMultiple(size_divisor=32)` after the usual resize, whole-image inference. The published numbers are multi-scale
 # (README: "multi-scale validation following Swin-Transformer", i.e. with flip): `--tta`.
 val_dataloader = dict(dataset=dict(pipeline=_base_.align32_test_pipeline))
 test_dataloader = val_dataloader

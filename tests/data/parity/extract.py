@@ -1,8 +1,9 @@
 """Extracts from the authors' parity files what the parity rule cannot rebuild.
 
-    python tests/data/parity/extract.py ../shared/parity
+    python tests/data/parity/extract.py FOLDER
 
-For each ``<case>.pth`` of the shared folder it writes ``tests/data/parity/<case>.pth``, a plain
+FOLDER holds the authors' parity files (tests/data/parity/README.md says what they hold and how
+they were made). For each ``<case>.pth`` there it writes ``tests/data/parity/<case>.pth``, a plain
 ``torch.load(weights_only=True)`` dict:
 
 - ``meta``: the file's meta, unchanged (tolerances, official file and commit, fingerprints...);
@@ -14,7 +15,7 @@ For each ``<case>.pth`` of the shared folder it writes ``tests/data/parity/<case
   ``None``), the ``sha256`` of the stored input;
 - the expected outputs as stored (``stages``, ``stages_iclr``, ``logits``), float32.
 
-The CrossFormer++ files (``crossformerpp_small_reduced*.pth``) are not in the shared folder:
+The CrossFormer++ files (``crossformerpp_small_reduced*.pth``) are not among the authors' parity files:
 ``make_crossformerpp.py`` (next to this script) runs the authors' code into a folder of the same
 format, which this script then extracts.
 

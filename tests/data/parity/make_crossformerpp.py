@@ -22,7 +22,7 @@ and ``weight_init.py`` (``DropPath`` is the identity in eval mode; the initialis
 overwritten by the parity weights); the dense file's mmcv 1.x / mmdet 2.x imports (logger,
 ``BaseModule``, init helpers, never called on the forward path) are placeholders.
 
-Weights and inputs follow tests/parity_rule.py (shared/parity/README.md). References are the
+Weights and inputs follow tests/parity_rule.py (tests/data/parity/README.md). References are the
 float64 results (weights and inputs up-cast exactly) rounded to float32; the float32 run of the
 same code gives the tolerances.
 """
@@ -253,7 +253,7 @@ def main() -> None:
             'state dict holds parameters only. The released CrossFormer++ files could not be '
             'downloaded here (Baidu only); this is the layout the code that wrote them saves.',
             weights='tests/parity_rule.py fill(key, shape) for every tensor of the official '
-            'state dict (shared/parity/README.md); no tensor is kept as built.',
+            'state dict (tests/data/parity/README.md); no tensor is kept as built.',
             environment=environment,
             input=f"inputs: 2x3x224x224, fill.make_input((2,3,224,224), '{NAME}/inputs')",
             stage_definition=['output of layers[i].blocks[-1] (tokens B,H*W,C reshaped to '
