@@ -84,3 +84,7 @@ param_scheduler = [
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(by_epoch=False, interval=val_interval, max_keep_ckpts=1))
+
+# The CPU training savers (mmhybrid.optimize_for_training): VAN's dilated convolution in its
+# phase form and residual sums written in place; the same gradients, a faster CPU step.
+custom_hooks = [dict(type='mmhybrid.OptimizeForTrainingHook')]
