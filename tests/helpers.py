@@ -10,9 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
-import torch
+import copy
 
-from archs import PARITY_MODELS
+import torch
+import torch.nn as nn
+
+from archs import CONTRACT_MODELS, PARITY_MODELS, model_type
 from mmhybrid.checkpoint import convert_state_dict, load_converted, unwrap_state_dict
 from mmhybrid.registry import MODELS
 from parity_rule import fill, make_input
@@ -137,3 +140,20 @@ def assert_conv_rewrite_exact(rewrite: Callable[[torch.nn.Conv2d, torch.Tensor],
     for g, w in zip(grads, wants):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
     return got
+
+
+def build_with_random_norms(name: str, **overrides) -> nn.Module:
+    """The ``CONTRACT_MODELS`` entry ``name`` (seed 0) with BatchNorm statistics and affines far
+    from the identity, so that folds and in-place norms show."""
+    cfg = dict(type=f'mmhybrid.{model_type(name)}', **copy.deepcopy(CONTRACT_MODELS[name]))
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.3)
+                module.running_var.uniform_(0.5, 2)
+                module.weight.normal_(1, 0.3)
+                module.bias.normal_(0, 0.3)
+    return model

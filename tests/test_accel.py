@@ -13,31 +13,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import mmhybrid
-from archs import CONTRACT_MODELS, model_type
+from archs import CONTRACT_MODELS
+from helpers import build_with_random_norms
 from mmhybrid.accel import internals, optimize_for_inference, optimize_for_training
 from mmhybrid.accel.attention import short_key_attention, short_key_kernel
 from mmhybrid.accel.layers import FastMlp
 from mmhybrid.accel.linear import OneDNNLinear, OneDNNTrainingLinear
 from mmhybrid.accel.ops import linear_act
 from mmhybrid.models.layers import Mlp, grouped_attention, padding_bias
-from mmhybrid.registry import MODELS
 
 FAMILIES = sorted(CONTRACT_MODELS)
 
 
 def build(name: str, **overrides) -> nn.Module:
-    cfg = dict(type=f'mmhybrid.{model_type(name)}', **copy.deepcopy(CONTRACT_MODELS[name]))
-    cfg.update(overrides)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg)
-    with torch.no_grad():  # statistics and affines far from the identity, so folds show
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.3)
-                module.running_var.uniform_(0.5, 2)
-                module.weight.normal_(1, 0.3)
-                module.bias.normal_(0, 0.3)
-    return model
+    return build_with_random_norms(name, **overrides)
 
 
 def assert_outputs_close(got, want, tol=1e-5):
@@ -127,6 +116,17 @@ def test_benchmark_reports_optimized_rows():
     assert 'optimize_for_inference' not in benchmark.to_markdown([row], 'cmd')
     assert benchmark.report_key('cpu', ['fwd'], False, optimize=True) == 'cpu-optimize'
     assert benchmark.report_key('cpu', ['fwd'], True, optimize=True) == 'cpu-compile'
+
+
+def test_benchmark_measures_optimized_against_plain_in_one_process():
+    from mmhybrid.utils import benchmark
+    result = benchmark.measure('cmt:tiny', (64, 64), 'cpu', 'fp32', 'fwd', reference=False,
+                               warmup=1, repeat=2, batch=1, kwargs={}, optimize=True)
+    assert result['optimize'] and result['ab_plain_median_s'] > 0
+    assert result['ab_optimized_median_s'] > 0
+    with pytest.raises(ValueError, match='inference only'):
+        benchmark.measure('cmt:tiny', (64, 64), 'cpu', 'fp32', 'fwdbwd', reference=False,
+                          warmup=1, repeat=1, batch=1, kwargs={}, optimize=True)
 
 
 # ---------------------------------------------------------------------- hooks

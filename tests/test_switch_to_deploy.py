@@ -10,27 +10,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from archs import CONTRACT_MODELS, model_type
+from archs import CONTRACT_MODELS
+from helpers import build_with_random_norms
 from mmhybrid.models.layers.folding import ChannelAffine, bn_affine
-from mmhybrid.registry import MODELS
-from mmhybrid.utils import benchmark
 
 FAMILIES = sorted(CONTRACT_MODELS)
 
 
 def build(name: str, **overrides) -> nn.Module:
-    cfg = dict(type=f'mmhybrid.{model_type(name)}', **copy.deepcopy(CONTRACT_MODELS[name]))
-    cfg.update(overrides)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg)
-    with torch.no_grad():  # statistics and affines far from the identity, so folds show
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.running_mean.normal_(0, 0.3)
-                module.running_var.uniform_(0.5, 2)
-                module.weight.normal_(1, 0.3)
-                module.bias.normal_(0, 0.3)
-    return model.eval()
+    return build_with_random_norms(name, **overrides).eval()
 
 
 def max_relative_error(outs, refs) -> float:
@@ -166,13 +154,3 @@ def test_uniformer_deploy_folds_layer_scales():
     x = torch.randn(2, 3, 97, 131)
     with torch.no_grad():
         assert max_relative_error(deployed(x), model(x)) < 1e-5
-
-
-def test_benchmark_measures_deployed_against_built_in_one_process():
-    result = benchmark.measure('cmt:tiny', (64, 64), 'cpu', 'fp32', 'fwd', reference=False,
-                               warmup=1, repeat=2, batch=1, kwargs={}, deploy=True)
-    assert result['deploy'] and result['ab_built_median_s'] > 0
-    assert result['ab_deployed_median_s'] > 0
-    with pytest.raises(ValueError, match='inference only'):
-        benchmark.measure('cmt:tiny', (64, 64), 'cpu', 'fp32', 'fwdbwd', reference=False,
-                          warmup=1, repeat=1, batch=1, kwargs={}, deploy=True)

@@ -112,12 +112,7 @@ class FastLightweightMHSA(LightweightMHSA):
 
     def forward(self, x: torch.Tensor, bias: Union[torch.Tensor, RowBandBias]) -> torch.Tensor:
         b, c, h, w = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
-        kv = self.reduce(x).flatten(2).transpose(1, 2) if self.sr_ratio > 1 else tokens
-        q = self.q(tokens).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        k = self.k(kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        v = self.v(kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        del kv
+        q, k, v = self.qkv(x)
         if isinstance(bias, RowBandBias):
             out = x.new_empty(b, h * w, c)
             rows = bias.rows_per_band(BIAS_BAND_BYTES)

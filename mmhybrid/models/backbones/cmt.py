@@ -11,7 +11,7 @@ stored at that native size and resized at run time to the real query and key gri
 state dict of another pretrain size is resized on load (:meth:`CMT.adapt_state_dict`).
 """
 import math
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -134,15 +134,19 @@ class LightweightMHSA(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``x``: normed NCHW map; ``bias``: ``(heads, H*W, Hk*Wk)``. Returns NCHW."""
         b, c, h, w = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
-        kv = self.reduce(x).flatten(2).transpose(1, 2) if self.sr_ratio > 1 else tokens
-        # (B, heads, N, d): one global group.
-        q = self.q(tokens).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        k = self.k(kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        v = self.v(kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        q, k, v = self.qkv(x)
         mask = detached_without_autograd(bias).to(q.dtype)[None]
         out = (self.kernel or attention_kernel)(q, k, v, mask, self.scale)
         return self.proj(merge_heads(out)).transpose(1, 2).reshape(b, c, h, w)
+
+    def qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries from every position of ``x``, keys and values from its reduced map:
+        ``(B, heads, N, d)`` each (one global group)."""
+        tokens = x.flatten(2).transpose(1, 2)
+        kv = self.reduce(x).flatten(2).transpose(1, 2) if self.sr_ratio > 1 else tokens
+        q = self.q(tokens).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        k = self.k(kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        return q, k, self.v(kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
         """The reduced map keys and values come from: ``BN(dw conv k=sr s=sr (x))``; a side
