@@ -121,8 +121,13 @@ def append_row(path: Path, row: Dict[str, Any]) -> None:
     row = dict(row, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
     with _write_lock:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, 'a') as f:
-            f.write(json.dumps(row) + '\n')
+        with open(path, 'ab+') as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell():
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b'\n':  # a line cut short by a killed run: end it first
+                    f.write(b'\n')
+            f.write((json.dumps(row) + '\n').encode())
             f.flush()
             os.fsync(f.fileno())
     print(f"[gpu_check] {row['key']}: {row.get('status', 'ok')}", flush=True)
@@ -635,6 +640,9 @@ def compare_checkpoints(a: Path, b: Path) -> Dict[str, Any]:
 
 def train_one(name: str, opts: argparse.Namespace, deadline: float) -> None:
     """One config: a run from scratch, then one resumed from its mid-run checkpoint."""
+    if deadline - time.monotonic() <= 1:
+        print(f'[gpu_check] part train: cap reached, {name} left for a later run', flush=True)
+        return
     s = _settings(opts)
     folder = opts.work / 'train' / name.replace('/', '_')
     config, mid, final, last_iter = write_override(name, opts, folder)
@@ -754,6 +762,58 @@ def run(opts: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(value: Any, spec: str = '.1f') -> str:
+    return '–' if value is None else format(value, spec)
+
+
+def report(rows: List[Dict[str, Any]]) -> str:
+    """Markdown tables of a results file: the machine, side by side, SDPA kernels, training."""
+    by_key = {row['key']: row for row in rows if 'key' in row}
+    lines = []
+    env = by_key.get('env')
+    if env:
+        tf32 = env.get('tf32_defaults', {})
+        lines += [f"Machine: {env.get('gpu', env.get('processor', env['device']))}, driver "
+                  f"{env.get('driver', '–')}, torch {env['torch']}, CUDA {env.get('cuda')}, cuDNN "
+                  f"{env.get('cudnn')}, Python {env['python']}; TF32 by default: matmul "
+                  f"{tf32.get('matmul_allow_tf32')}, cuDNN {tf32.get('cudnn_allow_tf32')} "
+                  f"(off in the fp32 rows); mmcv ops: {env.get('mmcv_ops')}.", '']
+    sbs = [r for k, r in by_key.items() if k.startswith('side_by_side/') and 'dtype' in r]
+    if sbs:
+        lines += ['| model | size | dtype | authors step ms | ours step ms | step ratio | '
+                  'authors MB | ours MB | peak ratio | ours step / fwd | max abs diff |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|']
+        for r in sbs:
+            lines.append(
+                f"| {r['model']} | {r['size'][0]}x{r['size'][1]} | {r['dtype']} | "
+                f"{_fmt(r.get('authors_step_ms'))} | {_fmt(r.get('ours_step_ms'))} | "
+                f"{_fmt(r.get('step_ratio'), '.2f')} | {_fmt(r.get('authors_peak_mb'), '.0f')} | "
+                f"{_fmt(r.get('ours_peak_mb'), '.0f')} | {_fmt(r.get('peak_ratio'), '.2f')} | "
+                f"{_fmt(r.get('ours_step_over_fwd'), '.2f')} | {_fmt(r.get('max_abs_diff'), '.1e')} |")
+        lines.append('')
+    sdpa = [r for k, r in by_key.items() if k.startswith('sdpa/') and 'dtype' in r]
+    if sdpa:
+        lines += ['| model | dtype | forward | backward |', '|---|---|---|---|']
+        lines += [f"| {r['model']} | {r['dtype']} | {', '.join(r['forward']) or '–'} | "
+                  f"{', '.join(r['backward']) or '–'} |" for r in sdpa]
+        lines.append('')
+    train = [r for k, r in by_key.items() if k.startswith('train/')]
+    if train:
+        lines += ['| config | amp | status | loss first → last third | next loss diff | '
+                  'final iter | optimizer steps equal |', '|---|---|---|---|---|---|---|']
+        for r in train:
+            lines.append(
+                f"| {r.get('config', r['key'])} | {r.get('amp')} | {r.get('status', 'ok')} | "
+                f"{_fmt(r.get('loss_first_third'), '.3f')} → {_fmt(r.get('loss_last_third'), '.3f')}"
+                f" | {_fmt(r.get('next_loss_abs_diff'), '.1e')} | {r.get('iter_resumed', '–')} | "
+                f"{r.get('optimizer_steps_equal', '–')} |")
+        lines.append('')
+    errors = [k for k, r in by_key.items() if r.get('status') == 'error']
+    if errors:
+        lines.append('Errors: ' + ', '.join(errors))
+    return '\n'.join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == '_train':
@@ -761,7 +821,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return train_tool(argv[sep + 1:]) or 0
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('command', nargs='?', default='run',
-                        choices=['run', '_env', '_side_by_side', '_sdpa'])
+                        choices=['run', 'report', '_env', '_side_by_side', '_sdpa'],
+                        help='run the checks (default), or print the markdown tables of '
+                        '--results (report)')
     parser.add_argument('model', nargs='?', help=argparse.SUPPRESS)
     parser.add_argument('--bundle', type=Path, default=HERE / 'gpu_bundle')
     parser.add_argument('--results', type=Path, default=None,
@@ -794,6 +856,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opts.results = opts.results.resolve()
     if opts.command == 'run':
         return run(opts)
+    if opts.command == 'report':
+        if not opts.results.is_file():
+            raise SystemExit(f'gpu_check: no results file {opts.results}')
+        print(report(read_rows(opts.results)))
+        return 0
     if opts.command == '_env':
         env_worker(opts)
     elif opts.command == '_side_by_side':
