@@ -94,12 +94,14 @@ def roi_align_reference(input: torch.Tensor, rois: torch.Tensor, pooled_height: 
 
 def _roi_align(input, rois, pooled_height, pooled_width, spatial_scale, sampling_ratio,
                aligned):
+    # At least float32: half-precision RoI corners would be off by up to a pixel.
+    dtype = torch.promote_types(input.dtype, torch.float32)
     ops = _torchvision_ops()
     if ops is not None:
-        return ops.roi_align(input, rois.to(input.dtype), (pooled_height, pooled_width),
+        return ops.roi_align(input.to(dtype), rois.to(dtype), (pooled_height, pooled_width),
                              spatial_scale, sampling_ratio, aligned)
-    return roi_align_reference(input, rois, pooled_height, pooled_width, spatial_scale,
-                               sampling_ratio, aligned)
+    return roi_align_reference(input.to(dtype), rois.to(dtype), pooled_height, pooled_width,
+                               spatial_scale, sampling_ratio, aligned)
 
 
 def roi_align_forward(input, rois, output, argmax_y, argmax_x, aligned_height, aligned_width,
@@ -120,7 +122,8 @@ def roi_align_backward(grad_output, rois, argmax_y, argmax_x, grad_input, aligne
     if pool_mode != 1:
         raise NotImplementedError('mmcv ops stand-in: roi_align supports pool_mode avg only')
     with torch.enable_grad():
-        probe = torch.zeros_like(grad_input, dtype=grad_output.dtype, requires_grad=True)
+        probe = torch.zeros_like(grad_input, requires_grad=True,
+                                 dtype=torch.promote_types(grad_output.dtype, torch.float32))
         out = _roi_align(probe, rois, aligned_height, aligned_width, spatial_scale,
                          sampling_ratio, aligned)
         grad, = torch.autograd.grad(out, probe, grad_output.to(out.dtype))

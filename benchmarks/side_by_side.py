@@ -55,9 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # mmhybrid from this checkout, whichever interpreter runs it
     sys.path.insert(0, str(REPO))
 
-# model -> the authors' file, its commit, the mmhybrid backbone and its converter family;
-# size: the CPU comparison's input (cmt-s: its pretrain size); gpu_size: the GPU comparison's
-# (benchmarks/gpu_check.py).
+# model -> the authors' file, its commit, the mmhybrid backbone (with the authors' model's
+# drop-path rate: both train alike) and its converter family; size: the CPU comparison's input
+# (cmt-s: its pretrain size); gpu_size: the GPU comparison's (benchmarks/gpu_check.py).
 MODELS = {
     'cmt-s': dict(file='cmt_pytorch/cmt.py', repo='huawei-noah/Efficient-AI-Backbones',
                   commit='f90e129b645c3b1684fe07cd361cd557d0ad71f7', family='cmt',
@@ -74,8 +74,8 @@ MODELS = {
     'crossformer-s-regional': dict(
         file='models/crossformer_backbone_det.py', repo='cheerss/CrossFormer',
         commit='795201075f0066e78408882617312084e25aef61', family='crossformer',
-        ours=dict(type='CrossFormer', arch='small', lda_mode='regional'), size=(800, 1344),
-        gpu_size=(800, 1344)),
+        ours=dict(type='CrossFormer', arch='small', lda_mode='regional', drop_path_rate=0.2),
+        size=(800, 1344), gpu_size=(800, 1344)),
     # The mmdet backbone with object_detection/exp/mask_rcnn_1x_hybrid_small/config.py's
     # settings (hybrid stage 3, windows of 14, drop path 0.2; no activation checkpointing).
     'uniformer-s': dict(

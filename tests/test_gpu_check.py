@@ -178,6 +178,21 @@ def test_roi_align_stand_in_equals_mmcv(sampling_ratio, aligned):
     torch.testing.assert_close(grad_input, xr.grad, rtol=0, atol=1e-12)
 
 
+def test_roi_align_stand_in_takes_half_inputs_with_exact_corners():
+    # Corners near 1000 px: in float16 they would round to whole or half pixels.
+    x = torch.randn(1, 2, 40, 300, generator=torch.Generator().manual_seed(0))
+    rois = torch.tensor([[0, 1000.3, 10.7, 1100.9, 90.2]])
+    exact = mmcv_ops_stand_in.roi_align_reference(x.half().float(), rois, 7, 7, 0.25, 0, True)
+    out = torch.zeros(1, 2, 7, 7, dtype=torch.float16)
+    mmcv_ops_stand_in.roi_align_forward(x.half(), rois, out, None, None, 7, 7, 0.25, 0, 1, True)
+    torch.testing.assert_close(out.float(), exact, rtol=0, atol=5e-3)
+    grad_input = torch.zeros(1, 2, 40, 300, dtype=torch.float16)
+    mmcv_ops_stand_in.roi_align_backward(torch.ones_like(out), rois, None, None, grad_input,
+                                         7, 7, 0.25, 0, 1, True)
+    assert grad_input.dtype == torch.float16 and grad_input.float().sum().item() == \
+        pytest.approx(2 * 49, rel=1e-3)  # each bin averages weights summing to 1
+
+
 @pytest.mark.parametrize('offset', [0, 1])
 def test_nms_stand_in_equals_mmcv(offset):
     generator = torch.Generator().manual_seed(0)
