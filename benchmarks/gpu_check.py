@@ -64,7 +64,10 @@ for _path in (str(REPO), str(HERE)):
 PARTS = ('env', 'side_by_side', 'sdpa', 'train')
 # Seconds per part, in a 10-minute device call: side by side first.
 CAPS = dict(env=60, side_by_side=300, sdpa=90, train=240)
-DRY_CAPS = dict(env=60, side_by_side=300, sdpa=120, train=300)
+DEADLINE_S = 540
+# A dry run is not bounded by a device call: caps that let a shared 2-core CPU finish.
+DRY_CAPS = dict(env=60, side_by_side=1200, sdpa=600, train=900)
+DRY_DEADLINE_S = 2700
 DTYPES = ('fp32', 'bf16', 'fp16')
 SBS_MODELS = ('crossformer-s', 'crossformer-s-regional', 'uniformer-s', 'cmt-s', 'hatnet-s',
               'transcnn-s', 'van-b2')
@@ -168,8 +171,9 @@ def run_capped(cmd: List[str], timeout: float, log: Path,
     log's tail)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, 'w') as out:
+        # Its own process group (not session): a kill of the whole run still reaches it.
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                                start_new_session=True)
+                                process_group=0)
         try:
             code: Optional[int] = proc.wait(timeout=max(timeout, 1))
         except subprocess.TimeoutExpired:
@@ -190,6 +194,19 @@ def worker_cmd(kind: str, opts: argparse.Namespace, *extra: str) -> List[str]:
 
 
 # ----------------------------------------------------------------------------- workers
+
+def exit_with_parent() -> None:
+    """Ends this worker within a second of its parent's death (a run killed at its time
+    limit must not leave a worker measuring on, or appending to the results)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
 
 def _device():
     import torch
@@ -707,7 +724,8 @@ def run(opts: argparse.Namespace) -> int:
             raise SystemExit(f'gpu_check: --cap wants PART=SECONDS with PART in {PARTS}, got '
                              f'{item!r}')
         caps[part] = float(seconds)
-    deadline = time.monotonic() + opts.deadline_s
+    deadline = time.monotonic() + (opts.deadline_s or (DRY_DEADLINE_S if opts.dry_run
+                                                       else DEADLINE_S))
     models = opts.models or list(SBS_MODELS)
     unknown = [m for m in models if m not in SBS_MODELS]
     if unknown:
@@ -816,6 +834,8 @@ def report(rows: List[Dict[str, Any]]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith('_'):
+        exit_with_parent()
     if argv and argv[0] == '_train':
         sep = argv.index('--')
         return train_tool(argv[sep + 1:]) or 0
@@ -841,8 +861,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='det/<name> or seg/<name> under configs/ (default: one of each per '
                         'family; with --dry-run VAN-B2\'s)')
     parser.add_argument('--cap', nargs='+', metavar='PART=SECONDS', help='time cap per part')
-    parser.add_argument('--deadline-s', type=float, default=540,
-                        help='the whole run\'s time limit (default 540 s)')
+    parser.add_argument('--deadline-s', type=float,
+                        help=f'the whole run\'s time limit (default {DEADLINE_S} s; dry '
+                        f'{DRY_DEADLINE_S} s)')
     parser.add_argument('--jobs', type=int, help='training runs at once (default 4; dry 1)')
     parser.add_argument('--retry-failed', action='store_true',
                         help='measure again what earlier runs recorded as errors')

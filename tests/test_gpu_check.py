@@ -8,6 +8,7 @@ the side-by-side harness, and every such row says so.
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,24 @@ else:
     proc = subprocess.run([sys.executable, '-c', code, str(BENCHMARKS)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_a_worker_ends_with_its_parent(tmp_path):
+    """A worker whose run is killed (its parent gone) stops instead of measuring on."""
+    pid_file, script = tmp_path / 'pid', tmp_path / 'worker.py'
+    script.write_text(f'import os, sys, time\nsys.path.insert(0, {str(BENCHMARKS)!r})\n'
+                      f'import gpu_check\nopen({str(pid_file)!r}, "w").write(str(os.getpid()))\n'
+                      f'gpu_check.exit_with_parent()\ntime.sleep(60)\n')
+    # The shell starts the worker, gives it time to start watching, and exits.
+    subprocess.run(['sh', '-c', f'"{sys.executable}" "{script}" & sleep 3'], timeout=60)
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f'/proc/{pid}/status').read_text()
+        except FileNotFoundError:
+            return
+        if '\nState:\tZ' in state:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f'worker {pid} outlived its parent')
