@@ -807,7 +807,8 @@ def report(rows: List[Dict[str, Any]]) -> str:
                 f"{_fmt(r.get('authors_step_ms'))} | {_fmt(r.get('ours_step_ms'))} | "
                 f"{_fmt(r.get('step_ratio'), '.2f')} | {_fmt(r.get('authors_peak_mb'), '.0f')} | "
                 f"{_fmt(r.get('ours_peak_mb'), '.0f')} | {_fmt(r.get('peak_ratio'), '.2f')} | "
-                f"{_fmt(r.get('ours_step_over_fwd'), '.2f')} | {_fmt(r.get('max_abs_diff'), '.1e')} |")
+                f"{_fmt(r.get('ours_step_over_fwd'), '.2f')} | "
+                f"{_fmt(r.get('max_abs_diff'), '.1e')} |")
         lines.append('')
     sdpa = [r for k, r in by_key.items() if k.startswith('sdpa/') and 'dtype' in r]
     if sdpa:
@@ -822,8 +823,9 @@ def report(rows: List[Dict[str, Any]]) -> str:
         for r in train:
             lines.append(
                 f"| {r.get('config', r['key'])} | {r.get('amp')} | {r.get('status', 'ok')} | "
-                f"{_fmt(r.get('loss_first_third'), '.3f')} → {_fmt(r.get('loss_last_third'), '.3f')}"
-                f" | {_fmt(r.get('next_loss_abs_diff'), '.1e')} | {r.get('iter_resumed', '–')} | "
+                f"{_fmt(r.get('loss_first_third'), '.3f')} → "
+                f"{_fmt(r.get('loss_last_third'), '.3f')} | "
+                f"{_fmt(r.get('next_loss_abs_diff'), '.1e')} | {r.get('iter_resumed', '–')} | "
                 f"{r.get('optimizer_steps_equal', '–')} |")
         lines.append('')
     errors = [k for k, r in by_key.items() if r.get('status') == 'error']

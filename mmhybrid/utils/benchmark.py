@@ -9,9 +9,9 @@ in a fresh subprocess (:func:`run_worker`) so that peaks do not leak from one to
 Each row also gives the achieved GFLOP/s: the step's FLOPs (2 per multiply-accumulate of the
 convolutions, linear layers, matrix products and attention, counted by
 :func:`~.complexity.count_macs`; a forward+backward step counts three forwards, the usual
-convention) over its median time. A large fp32 (or bf16, fp16) matrix product measured in the same run
-(:func:`matmul_roof`, at the start and the end) gives the machine's practical limit, so that the
-report can show each model's distance to it.
+convention) over its median time. A large matrix product in each measured dtype (fp32, bf16,
+fp16), timed in the same run (:func:`matmul_roof`, at the start and the end), gives the machine's
+practical limit, so that the report can show each model's distance to it.
 
 With ``compare_reference`` each model is measured twice: as implemented (PyTorch's
 ``scaled_dot_product_attention``) and with the explicit ``softmax(q k^T * scale + bias) v`` of
