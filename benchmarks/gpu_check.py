@@ -3,7 +3,7 @@
 
     bash benchmarks/prepare_gpu_bundle.sh          # once, with network: benchmarks/gpu_bundle/
     bash benchmarks/gpu_check.sh --results R.jsonl # on the GPU machine, which needs no network
-    bash benchmarks/gpu_check.sh --dry-run         # every part on the CPU, tiny sizes
+    bash benchmarks/gpu_check.sh --dry-run         # every part on the CPU, tiny sizes, fp32/bf16
 
 Parts, in priority order, each under a time cap (``--cap PART=SECONDS``) and all under one
 deadline (``--deadline-s``):
@@ -69,6 +69,7 @@ DEADLINE_S = 540
 DRY_CAPS = dict(env=60, side_by_side=1200, sdpa=600, train=900)
 DRY_DEADLINE_S = 2700
 DTYPES = ('fp32', 'bf16', 'fp16')
+DRY_DTYPES = ('fp32', 'bf16')
 SBS_MODELS = ('crossformer-s', 'crossformer-s-regional', 'uniformer-s', 'cmt-s', 'hatnet-s',
               'transcnn-s', 'van-b2')
 SDPA_MODELS = ('crossformer-s', 'uniformer-s', 'cmt-s', 'hatnet-s', 'transcnn-s')  # VAN: none
@@ -86,7 +87,7 @@ TRAIN_CONFIGS = (
     'det/maskrcnn_transcnn_s_1x', 'seg/fpn_transcnn_s_80k',
     'det/maskrcnn_van_b2_1x', 'seg/fpn_van_b2_40k',
 )
-DRY_TRAIN_CONFIGS = ('det/maskrcnn_van_b2_1x', 'seg/fpn_van_b2_40k')
+DRY_TRAIN_CONFIGS = ('det/maskrcnn_van_b0_1x', 'seg/fpn_van_b0_40k')
 # Training schedule: det epochs of ``det_images / 2`` iterations (batch 2), resumed from the
 # middle epoch; seg iterations, resumed from the middle one.
 FULL = dict(batch=2, warmup=2, repeat=8, det_images=16, det_epochs=4, seg_iters=32,
@@ -368,7 +369,7 @@ def side_by_side_worker(model: str, opts: argparse.Namespace) -> None:
     for m in models.values():
         m.train()
     for dtype in todo:
-        row = dict(base, key=f'side_by_side/{model}/{dtype}', dtype=dtype)
+        row = dict(key=f'side_by_side/{model}/{dtype}', dtype=dtype, **base)
         row.update(_measure_pair(models, x, dtype, device, settings['warmup'],
                                  settings['repeat']))
         append_row(opts.results, row)
@@ -393,8 +394,8 @@ def _measure_pair(models: Dict[str, Any], x, dtype: str, device: str, warmup: in
         del outs
 
     result: Dict[str, Any] = {}
-    alive = {}
-    for name, model in models.items():
+    alive = {} if device == 'cuda' else dict(models)  # a CPU has no allocator peak to read
+    for name, model in models.items() if device == 'cuda' else ():
         try:
             _sync(device)
             if device == 'cuda':
@@ -857,11 +858,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='every part on this machine\'s device at tiny sizes, 1 repeat')
     parser.add_argument('--parts', nargs='+', choices=PARTS)
     parser.add_argument('--models', nargs='+', help=f'of {", ".join(SBS_MODELS)}')
-    parser.add_argument('--dtypes', nargs='+', choices=DTYPES, default=list(DTYPES),
-                        help='of the side-by-side rows (the SDPA rows: fp32, bf16 of these)')
+    parser.add_argument('--dtypes', nargs='+', choices=DTYPES,
+                        help='of the side-by-side rows (the SDPA rows: fp32, bf16 of these); '
+                        'default all, with --dry-run fp32 bf16 (fp16 is emulated on a CPU, '
+                        'minutes per step of the larger models)')
     parser.add_argument('--train-configs', nargs='+',
                         help='det/<name> or seg/<name> under configs/ (default: one of each per '
-                        'family; with --dry-run VAN-B2\'s)')
+                        'family; with --dry-run VAN-B0\'s)')
     parser.add_argument('--cap', nargs='+', metavar='PART=SECONDS', help='time cap per part')
     parser.add_argument('--deadline-s', type=float,
                         help=f'the whole run\'s time limit (default {DEADLINE_S} s; dry '
@@ -870,6 +873,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--retry-failed', action='store_true',
                         help='measure again what earlier runs recorded as errors')
     opts = parser.parse_args(argv)
+    if opts.dtypes is None:
+        opts.dtypes = list(DRY_DTYPES if opts.dry_run else DTYPES)
     opts.bundle = opts.bundle.resolve()
     opts.work = opts.work.resolve()
     if opts.results is None:
