@@ -17,8 +17,8 @@ if ! "$PY" -c 'import mmengine, mmcv, mmdet, mmseg' >/dev/null 2>&1; then
       exit 2
     fi
     # shellcheck disable=SC2086
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
-      $WHEELS
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$SITE" $WHEELS
   fi
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi

@@ -6,6 +6,7 @@ authors' files nor network, so mmhybrid's own model stands in for the authors' o
 the side-by-side harness, and every such row says so.
 """
 import json
+import os
 import subprocess
 import sys
 import time
@@ -132,6 +133,18 @@ def test_bad_bundle_and_arguments_are_clear_errors(tmp_path):
                 str(tmp_path / 'r.jsonl'), '--cap', 'sbs=10')
     assert proc.returncode != 0 and '--cap wants PART=SECONDS' in proc.stderr
     assert not (tmp_path / 'r.jsonl').exists()
+
+
+def test_script_without_the_packages_or_their_wheels_says_so(tmp_path):
+    bundle = tmp_path / 'bundle'
+    prepare_gpu_bundle.prepare(bundle, {}, authors=False, wheels=False,
+                               data_spec=dict(num_train=1, num_val=1, image_size=64))
+    # A Python that cannot import the OpenMMLab packages ('false' fails every command).
+    env = dict(os.environ, PYTHON='false', BUNDLE=str(bundle), GPU_CHECK_SITE=str(tmp_path))
+    proc = subprocess.run(['bash', str(BENCHMARKS / 'gpu_check.sh'), '--dry-run'], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert 'lacks mmengine/mmcv/mmdet/mmseg' in proc.stderr and 'has no wheels' in proc.stderr
 
 
 def test_prepare_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path):
