@@ -30,10 +30,12 @@ mmhybrid's (the converter's state dict) raised the threshold, the authors' did n
 the authors' code paid 10-20 ms of page faults per forward that mmhybrid's did not.
 ``--allocator fresh`` skips it.
 
-``--deploy`` times mmhybrid's backbone after its ``switch_to_deploy()`` (norms folded once).
-Side ``both`` builds the two models in one process (run it with the authors' interpreter, which
-sees the project's packages too) and alternates their forwards one by one (with ``--deploy``,
-mmhybrid's deployed copy as a third): a machine whose speed drifts between processes, as a
+``--deploy`` times mmhybrid's backbone after its ``switch_to_deploy()`` (norms folded once),
+``--optimize`` after ``mmhybrid.optimize_for_inference`` (folded, CPU fast paths swapped in);
+without either mmhybrid's side is the plain model. Side ``both`` builds the two models in one
+process (run it with the authors' interpreter, which sees the project's packages too) and
+alternates their forwards one by one (with ``--deploy`` / ``--optimize``, mmhybrid's deployed /
+optimised copy as one more): a machine whose speed drifts between processes, as a
 shared one does, then slows both sides alike. It reports the medians, minimums and their
 ratios, not peaks (one process holds both models).
 """
@@ -47,7 +49,7 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -55,21 +57,77 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # mmhybrid from this checkout, whichever interpreter runs it
     sys.path.insert(0, str(REPO))
 
-# model -> the authors' file, its commit, the mmhybrid backbone and its converter family.
+# model -> the authors' file, its commit, the mmhybrid backbone (with the authors' model's
+# drop-path rate: both train alike) and its converter family; size: the CPU comparison's input
+# (cmt-s: its pretrain size); gpu_size: the GPU comparison's (benchmarks/gpu_check.py).
 MODELS = {
     'cmt-s': dict(file='cmt_pytorch/cmt.py', repo='huawei-noah/Efficient-AI-Backbones',
                   commit='f90e129b645c3b1684fe07cd361cd557d0ad71f7', family='cmt',
-                  ours=dict(type='CMT', arch='small'), size=(224, 224)),
+                  ours=dict(type='CMT', arch='small'), size=(224, 224), gpu_size=(800, 1344)),
+    # The ICLR'22 dense backbone (branch crossformer) as its detection/crossformer_factory.py
+    # builds CrossFormer_S with the Mask R-CNN config's groups 7 and intervals 8,4,2,1.
+    'crossformer-s': dict(
+        file='models/crossformer_backbone.py', repo='cheerss/CrossFormer',
+        commit='4fbf7501d6923f2564e8cb6d08a2d0138fc24a16', family='crossformer',
+        ours=dict(type='CrossFormer', arch='small', lda_mode='iclr', drop_path_rate=0.2),
+        size=(800, 1344), gpu_size=(800, 1344)),
     # The main-branch dense backbone (CrossFormer++ code) with CrossFormer-S's layout, as the
     # detection/ configs of that branch build it: groups 7, intervals 8,4,2,1, no ACL.
     'crossformer-s-regional': dict(
         file='models/crossformer_backbone_det.py', repo='cheerss/CrossFormer',
         commit='795201075f0066e78408882617312084e25aef61', family='crossformer',
-        ours=dict(type='CrossFormer', arch='small', lda_mode='regional'), size=(800, 1344)),
+        ours=dict(type='CrossFormer', arch='small', lda_mode='regional', drop_path_rate=0.2),
+        size=(800, 1344), gpu_size=(800, 1344)),
+    # The mmdet backbone with object_detection/exp/mask_rcnn_1x_hybrid_small/config.py's
+    # settings (hybrid stage 3, windows of 14, drop path 0.2; no activation checkpointing).
+    'uniformer-s': dict(
+        file='object_detection/mmdet/models/backbones/uniformer.py', repo='Sense-X/UniFormer',
+        commit='52a0415e4e0dda880fab8ffbc710e4d8e171149d', family='uniformer',
+        ours=dict(type='UniFormer', arch='small', attn_modes=('hybrid', 'global'),
+                  window_size=14, drop_path_rate=0.2), size=(800, 1344), gpu_size=(800, 1344)),
+    'hatnet-s': dict(file='HAT_Net.py', repo='yun-liu/TransCNN',
+                     commit='4b2e7bf797d2d8d1ff1a0b11c61db4c5dd07723c', family='hatnet',
+                     ours=dict(type='HATNet', arch='small'), size=(896, 1344),
+                     gpu_size=(896, 1344)),
+    'transcnn-s': dict(file='TransCNN.py', repo='yun-liu/TransCNN',
+                       commit='0bd7463ed11177b01b5fb59946537bc8d0c635cb', family='transcnn',
+                       ours=dict(type='TransCNN', arch='small'), size=(768, 1280),
+                       gpu_size=(768, 1280)),
     'van-b2': dict(file='models/van.py', repo='Visual-Attention-Network/VAN-Classification',
                    commit='e19779b53a1b0828b51ecb4412d577541aee83a7', family='van',
-                   ours=dict(type='VAN', arch='b2'), size=(800, 1344)),
+                   ours=dict(type='VAN', arch='b2'), size=(800, 1344), gpu_size=(800, 1344)),
 }
+
+
+def bundled_file(bundle: Path, name: str) -> Path:
+    """Where ``benchmarks/prepare_gpu_bundle.sh`` puts model ``name``'s file of the authors':
+    ``authors/<owner>+<repo>/<commit>/<path>``, unmodified."""
+    info = MODELS[name]
+    return bundle / 'authors' / info['repo'].replace('/', '+') / info['commit'] / info['file']
+
+
+def authors_source(name: str, mirror: Optional[Path] = None,
+                   bundle: Optional[Path] = None) -> bytes:
+    """The authors' file of model ``name``: ``git show`` of its pinned commit in ``mirror`` (a
+    git dir of the repository), or the copy in a prepared ``bundle``."""
+    info = MODELS[name]
+    if bundle is not None:
+        return bundled_file(bundle, name).read_bytes()
+    if mirror is None:
+        raise ValueError(f'{name}: the authors\' file needs a mirror or a bundle')
+    return subprocess.run(['git', '--git-dir', str(mirror), 'show',
+                           f"{info['commit']}:{info['file']}"], check=True,
+                          capture_output=True).stdout
+
+
+class ImageSize(tuple):
+    """``(H, W)`` that divides like a number: ``ImageSize((800, 1344)) // 2 == (400, 672)``.
+    The authors' CMT takes one ``img_size`` and halves it per stage (``img_size//2``) before
+    timm's ``to_2tuple``; given this pair it builds its dense position biases for a non-square
+    input, unmodified."""
+
+    def __floordiv__(self, other: int) -> 'ImageSize':
+        return ImageSize(v // other for v in self)
 
 
 def reset_peak_rss() -> None:
@@ -109,7 +167,17 @@ def load_stand_ins() -> types.ModuleType:
     maker.module('timm.models.resnet', resnet26d=None, resnet50d=None)
     maker.module('timm.models.registry', register_model=lambda fn: fn)
     maker.module('timm.models.vision_transformer', _cfg=lambda **kwargs: dict(kwargs))
+    # UniFormer's mmdet backbone: its checkpoint loader and registry (never on the forward path;
+    # ``BACKBONES.register_module()`` only registers) and the package its relative import needs.
+    registry = types.SimpleNamespace(register_module=lambda *a, **k: (lambda cls: cls))
+    maker.module('mmcv_custom', load_checkpoint=None)
+    maker.module('mmdet.models', builder=maker.module('mmdet.models.builder', BACKBONES=registry))
+    maker.module('mmdet.models.backbones')
     return maker
+
+
+# Top-level names the stand-ins occupy in ``sys.modules`` while an authors' model is built.
+STAND_IN_ROOTS = ('mmcv', 'mmdet', 'timm', 'mmcv_custom')
 
 
 class AuthorsCMTStages(torch.nn.Module):
@@ -155,20 +223,78 @@ class AuthorsVANStages(torch.nn.Module):
         return outs
 
 
-def build_authors(name: str, mirror: Path, work: Path, size) -> torch.nn.Module:
+class AuthorsHATStages(torch.nn.Module):
+    """The authors' HAT-Net / TransCNN ``forward`` without the pooling and classifier: the
+    output of each stage's last block (before ``ds2``/``ds3``/``ds4``), NCHW."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        m, outs = self.model, []
+        x = m.patch_embed(x)
+        for i, blocks in enumerate(m.blocks):
+            if i:
+                x = getattr(m, f'ds{i + 1}')(x)
+            for block in blocks:
+                x = block(x)
+            outs.append(x)
+        return outs
+
+
+# Models whose state dict the stage wrapper prefixes with ``model.``.
+WRAPPED = ('cmt-s', 'van-b2', 'hatnet-s', 'transcnn-s')
+
+
+def _draw_batchnorm_statistics(model: torch.nn.Module) -> None:
+    for m in model.modules():  # non-trivial BatchNorm statistics (CMT, VAN, TransCNN)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+
+
+def build_authors(name: str, mirror: Optional[Path], work: Path, size,
+                  bundle: Optional[Path] = None) -> torch.nn.Module:
+    """The authors' model ``name`` from their unmodified file (``mirror`` or ``bundle``, see
+    :func:`authors_source`), weights drawn from seed 0, in eval mode.
+
+    CMT-S at a size other than 224 is built for that size (:class:`ImageSize`), with the weights
+    drawn for 224 and its dense position biases the bicubic resize of the 224 ones that mmhybrid
+    computes at run time; those 224 weights, which mmhybrid loads, are in ``drawn_state_dict``."""
     info = MODELS[name]
     maker = load_stand_ins()
-    path = info['file']
-    source = subprocess.run(['git', '--git-dir', str(mirror), 'show', f"{info['commit']}:{path}"],
-                            check=True, capture_output=True).stdout
-    local = work / Path(path).name
-    local.write_bytes(source)
-    module = maker.import_file(f'authors_{name.replace("-", "_")}', local)
+    local = work / Path(info['file']).name
+    local.write_bytes(authors_source(name, mirror, bundle))
+    module_name = f'authors_{name.replace("-", "_")}'
+    if name == 'uniformer-s':  # ``from ..builder import BACKBONES``: a module of the package
+        module_name = f'mmdet.models.backbones.{module_name}'
+    module = maker.import_file(module_name, local)
     torch.manual_seed(0)
+    drawn = None
     if name == 'cmt-s':
-        model = AuthorsCMTStages(module.cmt_s(img_size=size[0]))
+        model = AuthorsCMTStages(module.cmt_s(img_size=224))
+        _draw_batchnorm_statistics(model)
+        if tuple(size) != (224, 224):
+            drawn = model.state_dict()
+            model = AuthorsCMTStages(module.cmt_s(img_size=ImageSize(size)))
+            model.load_state_dict(resized_cmt_biases(drawn, model), strict=True)
     elif name == 'van-b2':
         model = AuthorsVANStages(module.van_b2())
+    elif name == 'hatnet-s':
+        model = AuthorsHATStages(module.HAT_Net_small())
+    elif name == 'transcnn-s':
+        model = AuthorsHATStages(module.TransCNN_Small())
+    elif name == 'uniformer-s':
+        model = module.UniFormer(layers=[3, 4, 8, 3], embed_dim=[64, 128, 320, 512], head_dim=64,
+                                 drop_path_rate=0.2, windows=False, hybrid=True, window_size=14)
+    elif name == 'crossformer-s':
+        model = module.CrossFormer(
+            img_size=[1280, 800], patch_size=[4, 8, 16, 32], in_chans=3, num_classes=1000,
+            embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+            group_size=[7, 7, 7, 7], crs_interval=[8, 4, 2, 1], mlp_ratio=4, qkv_bias=True,
+            qk_scale=None, drop_rate=0.0, drop_path_rate=0.2, patch_norm=True,
+            use_checkpoint=False, merge_size=[[2, 4]] * 3)
     else:
         model = module.CrossFormer(
             img_size=[1280, 800], patch_size=[4, 8, 16, 32], embed_dim=96, depths=[2, 2, 6, 2],
@@ -177,11 +303,36 @@ def build_authors(name: str, mirror: Path, work: Path, size) -> torch.nn.Module:
             use_acl=False, init_cfg=None)
         for param in model.parameters():  # no init_weights in the dense file: draw them
             param.data.normal_(0, 0.02)
-    for m in model.modules():  # non-trivial BatchNorm statistics (CMT, VAN)
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    if name != 'cmt-s':
+        _draw_batchnorm_statistics(model)
+    model.drawn_state_dict = drawn
     return model.eval()
+
+
+def resized_cmt_biases(drawn: Dict[str, torch.Tensor],
+                       model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """``drawn`` (CMT weights of one size) with each stage's ``relative_pos`` resized to the
+    shape of ``model``'s by mmhybrid's own resize (``layers/position_bias.py``, loaded from its
+    file alone: the stand-ins for ``mmcv`` are in place while the authors' model is built)."""
+    spec = importlib.util.spec_from_file_location(
+        'mmhybrid_position_bias', REPO / 'mmhybrid' / 'models' / 'layers' / 'position_bias.py')
+    position_bias = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(position_bias)
+    state = dict(drawn)
+    target = model.state_dict()
+    for key, value in drawn.items():
+        if '.relative_pos_' not in key or value.shape == target[key].shape:
+            continue
+        stage = 'abcd'.index(key[-1])
+        embed = getattr(model.model, f'patch_embed_{key[-1]}')
+        dst_query = tuple(embed.img_size[i] // embed.patch_size[i] for i in range(2))
+        sr = (8, 4, 2, 1)[stage]
+        src_side = 224 // 4 // 2**stage
+        with torch.no_grad():
+            state[key] = position_bias.resize_position_bias(
+                value, (src_side, src_side), (src_side // sr, src_side // sr), dst_query,
+                (dst_query[0] // sr, dst_query[1] // sr)).contiguous()
+    return state
 
 
 def build_ours(name: str, work: Path) -> torch.nn.Module:
@@ -192,30 +343,32 @@ def build_ours(name: str, work: Path) -> torch.nn.Module:
     cfg = dict(info['ours'], type=f"mmhybrid.{info['ours']['type']}", out_indices=(0, 1, 2, 3))
     model = REGISTRY.build(cfg)
     state_dict = torch.load(work / f'{name}.pth', weights_only=True)
-    if name in ('cmt-s', 'van-b2'):  # the stage wrapper's prefix
+    if name in WRAPPED:  # the stage wrapper's prefix
         state_dict = {k[len('model.'):]: v for k, v in state_dict.items()}
     converted, _ = convert_state_dict(state_dict, info['family'])
     model.load_state_dict(converted, strict=True)
     return model.eval()
 
 
-def build_both(name: str, mirror: Path, work: Path, size) -> Tuple[torch.nn.Module, ...]:
+def build_both(name: str, mirror: Optional[Path], work: Path, size, bundle: Optional[Path] = None,
+               save_outputs: bool = True) -> Tuple[torch.nn.Module, ...]:
     """The authors' model and mmhybrid's in one process: the stand-ins the authors' file needs
     (placeholder ``mmcv`` / ``mmdet`` / ``timm`` modules) are removed again after it is built,
     so that mmhybrid imports the real packages. On a first run (no saved weights in ``work``)
-    the authors' weights and outputs are saved, as their side does."""
-    roots = ('mmcv', 'mmdet', 'timm')
-    saved = {k: v for k, v in sys.modules.items() if k.split('.')[0] in roots}
-    authors = build_authors(name, mirror, work, size)
-    for key in [k for k in sys.modules if k.split('.')[0] in roots]:
+    the authors' weights (and, with ``save_outputs``, their outputs) are saved, as their side
+    does."""
+    saved = {k: v for k, v in sys.modules.items() if k.split('.')[0] in STAND_IN_ROOTS}
+    authors = build_authors(name, mirror, work, size, bundle)
+    for key in [k for k in sys.modules if k.split('.')[0] in STAND_IN_ROOTS]:
         del sys.modules[key]
     sys.modules.update(saved)
     if not (work / f'{name}.pth').exists():
-        x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
-        with torch.no_grad():
-            outs = [o.contiguous() for o in authors(x)]
-        torch.save(authors.state_dict(), work / f'{name}.pth')
-        torch.save(outs, work / f'{name}_{size[0]}x{size[1]}_outputs.pth')
+        torch.save(authors.drawn_state_dict or authors.state_dict(), work / f'{name}.pth')
+        if save_outputs:
+            x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+            with torch.no_grad():
+                outs = [o.contiguous() for o in authors(x)]
+            torch.save(outs, work / f'{name}_{size[0]}x{size[1]}_outputs.pth')
     return authors, build_ours(name, work)
 
 
@@ -289,6 +442,8 @@ def main() -> None:
                         help='torch.compile with inductor freezing, both sides')
     parser.add_argument('--deploy', action='store_true',
                         help='mmhybrid\'s backbone after switch_to_deploy() (norms folded once)')
+    parser.add_argument('--optimize', action='store_true',
+                        help='mmhybrid\'s backbone after mmhybrid.optimize_for_inference')
     parser.add_argument('--allocator', choices=['settled', 'fresh'], default='settled',
                         help='settled: free one 31.5 MB block first (see the module docstring)')
     args = parser.parse_args()
@@ -304,16 +459,22 @@ def main() -> None:
         parser.error(f'side {args.side} needs --mirror')
     if args.side == 'both' and args.compile:
         parser.error('side both times eager forwards')
+    if args.compile and args.optimize:
+        parser.error('--optimize is eager inference: compile the plain model')
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
     reference = args.work / f'{args.model}_{size[0]}x{size[1]}_outputs.pth'
     result = dict(side=args.side, model=args.model, size=list(size), compile=args.compile,
-                  deploy=args.deploy, allocator=args.allocator, torch=torch.__version__,
+                  deploy=args.deploy, optimize=args.optimize, allocator=args.allocator,
+                  torch=torch.__version__,
                   threads=torch.get_num_threads())
     if args.side == 'both':
         authors, model = build_both(args.model, args.mirror, args.work, size)
         runs = dict(authors=authors, ours=model)
         if args.deploy:
             runs['ours_deployed'] = copy.deepcopy(model).switch_to_deploy()
+        if args.optimize:
+            import mmhybrid
+            runs['ours_optimized'] = mmhybrid.optimize_for_inference(copy.deepcopy(model))
         timing = timed_alternating(runs, x, args.warmup, args.repeat)
         result.update({f'{key}_{stat}': value for key, stats in timing.items()
                        for stat, value in stats.items()})
@@ -329,12 +490,15 @@ def main() -> None:
             model = build_ours(args.model, args.work)
             if args.deploy:
                 model.switch_to_deploy()
+            if args.optimize:
+                import mmhybrid
+                mmhybrid.optimize_for_inference(model)
         run = compile_frozen(model) if args.compile else model
         result.update(timed(run, x, args.warmup, args.repeat))
     with torch.no_grad():
         outs = [o.contiguous() for o in model(x)]
     if args.side == 'authors' and not reference.exists():
-        torch.save(model.state_dict(), args.work / f'{args.model}.pth')
+        torch.save(model.drawn_state_dict or model.state_dict(), args.work / f'{args.model}.pth')
         torch.save(outs, reference)
     else:
         expected = torch.load(reference, weights_only=True)

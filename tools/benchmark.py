@@ -4,12 +4,15 @@
     python tools/benchmark.py all --sizes 224 512 800x1344
     python tools/benchmark.py crossformer:small --sizes 800x1344 --compare-reference
     python tools/benchmark.py all --compare-reference --markdown docs/benchmarks.md
+    python tools/benchmark.py all --sizes 800x1344 --batch 2 --dtype fp32 bf16 fp16 --device cuda
 
 For every backbone (``family:arch``, e.g. ``van:b2``, or ``all``) and input size it measures the
 median forward latency (eval, no grad) and forward+backward latency (train mode) after warm-up,
 images/s, and peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the increase of
 the process's peak resident memory over its state after building the model. Each measurement runs in
-a fresh subprocess so that peaks do not leak from one to the next.
+a fresh subprocess so that peaks do not leak from one to the next. ``--dtype`` runs them in fp32
+and/or under autocast to bfloat16 (``bf16``) or float16 (``fp16``; training steps without a loss
+scaler).
 
 ``--compare-reference`` measures each model twice in one run: as implemented (PyTorch's
 ``scaled_dot_product_attention``) and with an explicit ``softmax(q k^T * scale + bias) v``
@@ -42,7 +45,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='family:arch (e.g. van:b2, crossformer:small) or all')
     parser.add_argument('--sizes', nargs='+', default=['224', '512', '800x1344'])
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda if present)')
-    parser.add_argument('--dtype', nargs='+', default=['fp32'], choices=['fp32', 'bf16'])
+    parser.add_argument('--dtype', nargs='+', default=['fp32'], choices=['fp32', 'bf16', 'fp16'],
+                        help='fp32, or autocast to bfloat16 (bf16) / float16 (fp16)')
     parser.add_argument('--modes', nargs='+', default=['fwd', 'fwdbwd'],
                         choices=['fwd', 'fwdbwd'])
     parser.add_argument('--batch', type=int, default=1)
@@ -56,7 +60,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--plain-only', action='store_true',
                         help='do not also measure fwd rows after optimize_for_inference (CPU)')
     parser.add_argument('--roof-size', type=int, default=4096,
-                        help='side of the square fp32/bf16 matmul measured as the roof')
+                        help='side of the square matmul (in each --dtype) measured as the roof')
     parser.add_argument('--json', default=None, help='write the results here')
     parser.add_argument('--markdown', default=None, help='write a markdown report here')
     return parser.parse_args(argv)

@@ -9,9 +9,9 @@ in a fresh subprocess (:func:`run_worker`) so that peaks do not leak from one to
 Each row also gives the achieved GFLOP/s: the step's FLOPs (2 per multiply-accumulate of the
 convolutions, linear layers, matrix products and attention, counted by
 :func:`~.complexity.count_macs`; a forward+backward step counts three forwards, the usual
-convention) over its median time. A large fp32 (or bf16) matrix product measured in the same run
-(:func:`matmul_roof`, at the start and the end) gives the machine's practical limit, so that the
-report can show each model's distance to it.
+convention) over its median time. A large matrix product in each measured dtype (fp32, bf16,
+fp16), timed in the same run (:func:`matmul_roof`, at the start and the end), gives the machine's
+practical limit, so that the report can show each model's distance to it.
 
 With ``compare_reference`` each model is measured twice: as implemented (PyTorch's
 ``scaled_dot_product_attention``) and with the explicit ``softmax(q k^T * scale + bias) v`` of
@@ -41,6 +41,21 @@ from .compile import compile_frozen
 from .complexity import count_macs
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# ``dtype`` of a measurement -> the autocast dtype it runs under (fp32: no autocast).
+AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def autocast_for(device: str, dtype: str) -> torch.autocast:
+    """The autocast context of a measurement in ``dtype`` (``'fp32'``: disabled).
+
+    Raises:
+        ValueError: ``dtype`` is not one of :data:`AUTOCAST_DTYPES`.
+    """
+    if dtype not in AUTOCAST_DTYPES:
+        raise ValueError(f'dtype must be one of {sorted(AUTOCAST_DTYPES)}, got {dtype!r}')
+    autocast_dtype = AUTOCAST_DTYPES[dtype]
+    return torch.autocast(device_type=device, dtype=autocast_dtype or torch.bfloat16,
+                          enabled=autocast_dtype is not None)
 
 
 def parse_size(text: Union[str, Sequence[int]]) -> Tuple[int, int]:
@@ -118,8 +133,7 @@ def measure(spec: str,
     if reference:
         patch_reference_attention()
     x = torch.randn(batch, 3, *size, device=device)
-    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16,
-                              enabled=dtype == 'bf16')
+    autocast = autocast_for(device, dtype)
     plain = None
     if mode == 'fwd':
         model.eval()
@@ -215,9 +229,9 @@ def matmul_roof(device: str, dtype: str, size: int = 4096, warmup: int = 2,
 
     On the CPU in fp32 two libraries can run the product: ``torch.mm`` calls the BLAS (MKL,
     which runs its AVX2 code on AMD processors) and oneDNN's inner product (what
-    ``layers.Linear`` runs in eager mode) picks its kernels by instruction set. Both are timed
+    ``mmhybrid.accel``'s linear layers run) picks its kernels by instruction set. Both are timed
     (``kernels``: GFLOP/s of each) and the roof is the faster."""
-    torch_dtype = torch.bfloat16 if dtype == 'bf16' else torch.float32
+    torch_dtype = AUTOCAST_DTYPES[dtype] or torch.float32
     a, b = (torch.randn(size, size, device=device, dtype=torch_dtype) for _ in range(2))
     products = {'torch.mm': lambda: torch.mm(a, b)}
     if device == 'cpu' and torch_dtype == torch.float32 and accel_internals.ONEDNN_LINEAR:
@@ -454,7 +468,8 @@ def run_benchmark(specs: Sequence[str],
         specs: ``family:arch`` names, or ``['all']`` for :data:`~.build.DEFAULT_SPECS`.
         sizes: ``'224'``, ``'800x1344'`` or (H, W).
         device: ``'cpu'`` or ``'cuda'`` (default: cuda if present).
-        dtypes: ``'fp32'`` and/or ``'bf16'`` (autocast).
+        dtypes: Any of ``'fp32'``, ``'bf16'`` and ``'fp16'`` (autocast to bfloat16 / float16;
+            forward+backward steps run without a loss scaler).
         modes: ``'fwd'`` (eval, no grad) and/or ``'fwdbwd'`` (train mode, backward).
         batch: Images per step.
         warmup: Untimed steps first.
