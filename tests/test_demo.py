@@ -106,3 +106,21 @@ def test_per_class_results_read_mmsegs_table():
                      'Acc': {'background': 97.76, 'circle': 98.4, 'square': None,
                              'triangle': 89.53}}
     assert per_class_results('no table here') == {}
+
+
+def test_a_missing_metric_fails_the_demo(tmp_path):
+    """A metric the test did not write is an error naming it, never a printed 0.000."""
+    from mmhybrid.utils.demo import DemoError, check_metrics, format_summary
+    files = {'det': tmp_path / 'det.json', 'seg': tmp_path / 'seg.json'}
+    metrics = {'det': {'coco/bbox_mAP': 0.5, 'coco/bbox_mAP_50': 0.7, 'coco/segm_mAP': 0.4,
+                       'coco/segm_mAP_50': 0.6},
+               'seg': {'mIoU': 80.0, 'aAcc': 95.0}}
+    check_metrics(metrics, files)
+    summary = dict(metrics=metrics, quick=True, total_s=60, train_s=50, test_s=10, pictures=[])
+    assert 'segm mAP 0.400' in format_summary(summary, tmp_path)
+    del metrics['det']['coco/segm_mAP']
+    metrics['seg']['mIoU'] = None
+    with pytest.raises(DemoError, match=r'det: coco/segm_mAP \(in .*det.json\), seg: mIoU'):
+        check_metrics(metrics, files)
+    with pytest.raises(KeyError):
+        format_summary(summary, tmp_path)
