@@ -26,9 +26,15 @@ def test_quick_demo(tmp_path):
     assert 'mmhybrid demo' in proc.stdout and 'mIoU' in proc.stdout
     summary = json.loads((out_dir / 'summary.json').read_text())
     assert summary['quick'] is True
-    assert 'coco/bbox_mAP_50' in summary['metrics']['det']
-    assert 'coco/segm_mAP' in summary['metrics']['det']
-    assert 'mIoU' in summary['metrics']['seg']
+    det, seg = summary['metrics']['det'], summary['metrics']['seg']
+    # The detector trains 3 iterations from scratch: its COCO metrics are about 0 (valid values
+    # only). The segmenter trains 40: it finds the background, most of every image (runs reach
+    # aAcc and background IoU 81-82, from 15 after 3 iterations), which a broken label pipeline
+    # (background ignored or shifted) or a model that did not learn would not.
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        assert 0.0 <= det[key] <= 1.0, det
+    assert seg['aAcc'] >= 70 and seg['mIoU'] >= 17.5, seg
+    assert summary['seg_per_class']['IoU']['background'] >= 70
     # mmseg's per-class table, background included
     assert list(summary['seg_per_class']['IoU']) == list(SEG_CLASSES)
     assert 'IoU per class: background' in proc.stdout
