@@ -45,6 +45,7 @@ def _batch_norms(*modules: torch.nn.Module) -> list:
 
 def test_configs_exist():
     assert any('van' in c for c in CONFIGS)
+    assert QUICK_CONFIGS <= set(CONFIGS)
 
 
 # Test-time variants of a trained model (UniFormer's `_w32` / `_h32` over `_g`): they change only
@@ -54,7 +55,18 @@ TEST_VARIANTS = {c: re.sub(r'_(w32|h32)\.py$', '_g.py', c) for c in CONFIGS
                  if re.search(r'_(w32|h32)\.py$', c)}
 
 
-@pytest.mark.parametrize('path', [c for c in CONFIGS if c not in TEST_VARIANTS])
+# The quick tier (`make test-quick`) builds and runs one config per family (CrossFormer, UniFormer,
+# CMT, TransCNN / HAT-Net, VAN) and task, the smallest.
+QUICK_CONFIGS = {f'configs/{c}.py' for c in (
+    'det/maskrcnn_crossformer_t_1x', 'det/maskrcnn_uniformer_xxs_1x', 'det/retinanet_cmt_ti_1x',
+    'det/maskrcnn_hatnet_t_1x', 'det/retinanet_van_b0_1x', 'seg/upernet_crossformer_t_160k',
+    'seg/fpn_uniformer_xxs_80k', 'seg/fpn_cmt_s_80k', 'seg/fpn_hatnet_t_80k',
+    'seg/fpn_van_b0_40k')}
+
+
+@pytest.mark.parametrize('path', [
+    pytest.param(c, marks=pytest.mark.quick) if c in QUICK_CONFIGS else c
+    for c in CONFIGS if c not in TEST_VARIANTS])
 def test_config_builds_and_runs(path):
     kind = Path(path).parent.name
     name = Path(path).name

@@ -11,6 +11,8 @@ from mmhybrid.models.layers import attention as attention_module
 from mmhybrid.registry import MODELS
 from archs import CONTRACT_MODELS, model_type
 
+pytestmark = pytest.mark.quick  # `make test-quick`
+
 FAMILIES = sorted(CONTRACT_MODELS)
 
 

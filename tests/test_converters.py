@@ -27,6 +27,8 @@ from mmhybrid.checkpoint.core import convert_checkpoint_file
 from mmhybrid.models import VAN
 from mmhybrid.registry import MODELS
 
+pytestmark = pytest.mark.quick  # `make test-quick`
+
 
 class Row(NamedTuple):
     family: str
