@@ -160,7 +160,8 @@ RECIPES = [
      f'{CROSSFORMER_PP}:detection/configs/crossformer_pp/mask_rcnn_crossformerpp_s_fpn_1x_coco.py'),
     ('det/*_crossformer_*', dict(_DET_1X, optim_wrapper=dict(
         type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
-        clip_grad=None)), f'{CROSSFORMER}:detection/configs/mask_rcnn_crossformer_s_fpn_1x_coco.py'),
+        clip_grad=None)),
+     f'{CROSSFORMER}:detection/configs/mask_rcnn_crossformer_s_fpn_1x_coco.py'),
     ('det/*_uniformer_*_3x_ms.py', dict(_DET_3X, optim_wrapper=dict(_UNIFORMER_DET_OPTIM, **_FP16)),
      f'{UNIFORMER}:object_detection/exp/mask_rcnn_3x_ms_hybrid_small/config.py'),
     ('det/maskrcnn_uniformer_[sb]_1x.py', dict(_DET_1X, optim_wrapper=dict(
@@ -262,7 +263,8 @@ DROP_PATH = {
        for t in ('', '_g', '_w32', '_h32')},
     **{f'seg/fpn_uniformer_b_80k{t}.py': (0.2, f'{_UF_SEG}/fpn_seg/exp/fpn_global_base/config.py')
        for t in ('', '_g', '_w32', '_h32')},
-    **{f'seg/upernet_uniformer_s_160k{t}.py': (0.25, f'{_UF_SEG}/exp/upernet_global_small/config.py')
+    **{f'seg/upernet_uniformer_s_160k{t}.py': (
+        0.25, f'{_UF_SEG}/exp/upernet_global_small/config.py')
        for t in ('', '_g', '_w32', '_h32')},
     **{f'seg/upernet_uniformer_b_160k{t}.py': (0.4, f'{_UF_SEG}/exp/upernet_global_base/config.py')
        for t in ('', '_g', '_w32', '_h32')},

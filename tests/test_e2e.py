@@ -170,9 +170,8 @@ def _assert_same_predictions(plain_file: Path, deployed_file: Path) -> None:
         # detector: the same boxes, labels and scores (order may swap between near-equal scores)
         pa, pb = a['pred_instances'], b['pred_instances']
         assert len(pa['scores']) == len(pb['scores'])
-        order_a, order_b = pa['scores'].argsort(descending=True), pb['scores'].argsort(descending=True)
-        torch.testing.assert_close(pb['scores'][order_b], pa['scores'][order_a], rtol=1e-3,
-                                   atol=1e-5)
+        torch.testing.assert_close(pb['scores'].sort(descending=True).values,
+                                   pa['scores'].sort(descending=True).values, rtol=1e-3, atol=1e-5)
         for box, label, score in zip(pa['bboxes'], pa['labels'], pa['scores']):
             close = ((pb['bboxes'] - box).abs().amax(dim=1) <= 1e-2) & (pb['labels'] == label) \
                 & ((pb['scores'] - score).abs() <= 1e-3 * float(score) + 1e-5)

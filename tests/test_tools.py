@@ -37,10 +37,10 @@ def test_van_flops_match_the_paper():
     assert macs / 1e9 == pytest.approx(0.88, rel=0.03)
 
 
-# Every row of the README's table: (family, arch, input side, the paper's GFLOPs (MACs) as printed,
-# whether the paper counts attention, the paper's params of the classification model in M as
-# printed or None when its head is not a Linear, and the GFLOPs of the authors' own released model where the paper's
-# figure is not what that model counts, else None).
+# Every row of the README's table: (family, arch, input side, the paper's GFLOPs (MACs) as
+# printed, whether the paper counts attention, the paper's params of the classification model in
+# M as printed or None when its head is not a Linear, and the GFLOPs of the authors' own released
+# model where the paper's figure is not what that model counts, else None).
 PAPER_COMPLEXITY = [
     ('CrossFormer', 'small', 224, '4.9', True, '30.7', None),
     ('CrossFormer', 'base', 224, '9.2', True, '52.0', None),

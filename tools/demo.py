@@ -40,8 +40,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train + evaluate a detector and a segmenter '
                                      'with an mmhybrid backbone on synthetic data (CPU)')
     parser.add_argument('--quick', action='store_true',
-                        help=f'{QUICK_ITERS["det"]} (detector) and {QUICK_ITERS["seg"]} (segmenter) '
-                        f'iterations on a tiny tree (a smoke test)')
+                        help=f'{QUICK_ITERS["det"]} (detector) and {QUICK_ITERS["seg"]} '
+                        f'(segmenter) iterations on a tiny tree (a smoke test)')
     parser.add_argument('--data-root', default=str(_REPO / 'data' / 'shapes'),
                         help='where the synthetic data is written / found')
     parser.add_argument('--out-dir', default=str(_REPO / 'outputs' / 'demo'),
