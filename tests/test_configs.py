@@ -37,8 +37,15 @@ def build_model(cfg: Config) -> torch.nn.Module:
     return MODELS.build(cfg.model)
 
 
+def _batch_norms(*modules: torch.nn.Module) -> list:
+    from torch.nn.modules.batchnorm import _BatchNorm
+    return sorted({type(m).__name__ for module in modules for m in module.modules()
+                   if isinstance(m, _BatchNorm)})
+
+
 def test_configs_exist():
     assert any('van' in c for c in CONFIGS)
+    assert QUICK_CONFIGS <= set(CONFIGS)
 
 
 # Test-time variants of a trained model (UniFormer's `_w32` / `_h32` over `_g`): they change only
@@ -48,7 +55,18 @@ TEST_VARIANTS = {c: re.sub(r'_(w32|h32)\.py$', '_g.py', c) for c in CONFIGS
                  if re.search(r'_(w32|h32)\.py$', c)}
 
 
-@pytest.mark.parametrize('path', [c for c in CONFIGS if c not in TEST_VARIANTS])
+# The quick tier (`make test-quick`) builds and runs one config per family (CrossFormer, UniFormer,
+# CMT, TransCNN / HAT-Net, VAN) and task, the smallest.
+QUICK_CONFIGS = {f'configs/{c}.py' for c in (
+    'det/maskrcnn_crossformer_t_1x', 'det/maskrcnn_uniformer_xxs_1x', 'det/retinanet_cmt_ti_1x',
+    'det/maskrcnn_hatnet_t_1x', 'det/retinanet_van_b0_1x', 'seg/upernet_crossformer_t_160k',
+    'seg/fpn_uniformer_xxs_80k', 'seg/fpn_cmt_s_80k', 'seg/fpn_hatnet_t_80k',
+    'seg/fpn_van_b0_40k')}
+
+
+@pytest.mark.parametrize('path', [
+    pytest.param(c, marks=pytest.mark.quick) if c in QUICK_CONFIGS else c
+    for c in CONFIGS if c not in TEST_VARIANTS])
 def test_config_builds_and_runs(path):
     kind = Path(path).parent.name
     name = Path(path).name
@@ -67,6 +85,10 @@ def test_config_builds_and_runs(path):
         assert list(cfg.model.decode_head.in_channels) == list(backbone.out_channels)
         assert cfg.model.auxiliary_head.in_channels == \
             backbone.out_channels[cfg.model.auxiliary_head.in_index]
+    # Norm kinds as the authors' code (NORMS, with sources).
+    backbone_norms, head_norms, _ = _first(NORMS, str(Path(path).relative_to('configs')))
+    assert _batch_norms(backbone) == backbone_norms
+    assert _batch_norms(*[m for n, m in model.named_children() if n != 'backbone']) == head_norms
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 96, 128))
     assert all(torch.isfinite(f).all() for f in feats)
@@ -82,51 +104,90 @@ def test_config_points_at_official_checkpoint(path):
     assert init_cfg['checkpoint'].startswith('pretrained/')
 
 
+# The authors' repositories at the commits every recipe value below is read from
+# (`owner/repo@commit`; a source is `owner/repo@commit:path`).
+CROSSFORMER = 'cheerss/CrossFormer@4fbf7501d6923f2564e8cb6d08a2d0138fc24a16'  # branch crossformer
+CROSSFORMER_PP = 'cheerss/CrossFormer@795201075f0066e78408882617312084e25aef61'  # branch main
+UNIFORMER = 'Sense-X/UniFormer@52a0415e4e0dda880fab8ffbc710e4d8e171149d'
+VAN_UPERNET = 'Visual-Attention-Network/VAN-Segmentation@8285fc7ad39e7944d5f25ba132f1cdfdce7d865d'
+# The commit whose README first links the released Semantic FPN files (the code that wrote them).
+VAN_FPN = 'Visual-Attention-Network/VAN-Segmentation@9b9e632a5e5eebdc0add82aa91d6f84b4b8a9e22'
+# Configs without an official counterpart: where their recipe comes from instead.
+NO_OFFICIAL = 'no official config: '
+
 # The official recipe of each (config, family), written out here as the check of what the
-# configs/_base_/ files state once: optimizer, parameter-wise keys, clipping, LR schedule, loop
-# length and images per GPU. First matching pattern wins.
+# configs/_base_/ files state once: optimizer (mixed precision included), parameter-wise keys,
+# clipping, LR schedule, loop length, images per GPU x GPUs, with the source of the values. First
+# matching pattern wins.
 _DET_1X = dict(
     param_scheduler=[
         dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
         dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1)],
     train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1),
-    batch_size=2)
+    batch_size=2, gpus=8)
 _DET_3X = dict(  # mmdet 2.x's 1x warm-up, steps at epochs 27 and 33
     param_scheduler=[
         dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
         dict(type='MultiStepLR', begin=0, end=36, by_epoch=True, milestones=[27, 33], gamma=0.1)],
     train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=36, val_interval=1),
-    batch_size=2)
+    batch_size=2, gpus=8)
 _FPN_POLY = dict(
     param_scheduler=[
         dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=80000, by_epoch=False)],
     train_cfg=dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=8000),
-    batch_size=2)
+    batch_size=2, gpus=8)
 _UPERNET = dict(
     param_scheduler=[
         dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
         dict(type='PolyLR', power=1.0, eta_min=0.0, begin=1500, end=160000, by_epoch=False)],
     train_cfg=dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000),
-    batch_size=2)
+    batch_size=2, gpus=8)
 _UPERNET_OPTIM = dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01)
 _NO_DECAY = dict(decay_mult=0.)
+_UNIFORMER_DET_OPTIM = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}), clip_grad=None)
+# apex AMP O1 (EpochBasedRunnerAmp, DistOptimizerHook(use_fp16=True)) in mmengine's terms.
+_FP16 = dict(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
 RECIPES = [
-    # CrossFormer and CrossFormer++ (the main branch keeps the recipe).
-    ('det/*_crossformer*_*', dict(_DET_1X, optim_wrapper=dict(
+    ('det/*_crossformer_t_*', dict(_DET_1X, optim_wrapper=dict(
         type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
-        clip_grad=None))),
-    ('det/*_uniformer_*_3x_ms.py', dict(_DET_3X, optim_wrapper=dict(
-        type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}), clip_grad=None))),
-    ('det/*_uniformer_*', dict(_DET_1X, optim_wrapper=dict(
-        type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}), clip_grad=None))),
+        clip_grad=None)), NO_OFFICIAL + 'the CrossFormer-S/B recipe below'),
+    ('det/*_crossformerpp_*', dict(_DET_1X, optim_wrapper=dict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
+        clip_grad=None)),
+     f'{CROSSFORMER_PP}:detection/configs/crossformer_pp/mask_rcnn_crossformerpp_s_fpn_1x_coco.py'),
+    ('det/*_crossformer_*', dict(_DET_1X, optim_wrapper=dict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
+        clip_grad=None)),
+     f'{CROSSFORMER}:detection/configs/mask_rcnn_crossformer_s_fpn_1x_coco.py'),
+    ('det/*_uniformer_*_3x_ms.py', dict(_DET_3X, optim_wrapper=dict(_UNIFORMER_DET_OPTIM, **_FP16)),
+     f'{UNIFORMER}:object_detection/exp/mask_rcnn_3x_ms_hybrid_small/config.py'),
+    ('det/maskrcnn_uniformer_[sb]_1x.py', dict(_DET_1X, optim_wrapper=dict(
+        _UNIFORMER_DET_OPTIM, **_FP16)),
+     f'{UNIFORMER}:object_detection/exp/mask_rcnn_1x_hybrid_small/config.py'),
+    ('det/maskrcnn_uniformer_*', dict(_DET_1X, optim_wrapper=_UNIFORMER_DET_OPTIM),  # fp32
+     f'{UNIFORMER}:object_detection/exp_light/mask_rcnn_1x_xxs/config.py'),
+    ('det/retinanet_uniformer_*', dict(_DET_1X, optim_wrapper=_UNIFORMER_DET_OPTIM),
+     NO_OFFICIAL + 'the UniFormer Mask R-CNN optimizer, in fp32'),
     ('det/*_van_*', dict(_DET_1X, optim_wrapper=dict(
-        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)))),
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05))),
+     NO_OFFICIAL + 'the VAN paper (arXiv 2202.09741), COCO settings'),
     ('det/*', dict(_DET_1X, optim_wrapper=dict(  # CMT, HAT-Net, TransCNN: PVT's
-        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4)))),
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4))),
+     NO_OFFICIAL + 'PVT\'s COCO recipe, which the CMT and HAT-Net papers follow'),
+    ('seg/fpn_uniformer_x*', dict(
+        optim_wrapper=dict(type='OptimWrapper',
+                           optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
+                           clip_grad=None),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=1000),
+            dict(type='CosineAnnealingLR', T_max=80000, eta_min_ratio=1e-8, begin=0, end=80000,
+                 by_epoch=False)],
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=8000),
+        batch_size=4, gpus=8),
+     f'{UNIFORMER}:semantic_segmentation/fpn_seg/exp_light/fpn_xxs/config.py'),
     ('seg/fpn_uniformer_*', dict(
         optim_wrapper=dict(type='OptimWrapper',
                            optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
@@ -136,7 +197,8 @@ RECIPES = [
             dict(type='CosineAnnealingLR', T_max=80000, eta_min_ratio=1e-8, begin=0, end=80000,
                  by_epoch=False)],
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=8000),
-        batch_size=4)),
+        batch_size=4, gpus=8),
+     f'{UNIFORMER}:semantic_segmentation/fpn_seg/exp/fpn_hybrid_small/config.py'),
     ('seg/fpn_van_*', dict(
         optim_wrapper=dict(type='OptimWrapper',
                            optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
@@ -144,42 +206,168 @@ RECIPES = [
         param_scheduler=[
             dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=40000, by_epoch=False)],
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000),
-        batch_size=4)),
+        batch_size=4, gpus=8),
+     f'{VAN_FPN}:configs/sem_fpn/VAN/fpn_van_base_ade20k_40k.py'),
+    ('seg/fpn_crossformerpp_*', dict(_FPN_POLY, optim_wrapper=dict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
+        clip_grad=None)),
+     f'{CROSSFORMER_PP}:segmentation/configs/crossformer_pp/fpn_crossformerpp_s_ade20k_40k.py '
+     '(batch: segmentation/README.md, 16)'),
+    ('seg/fpn_crossformer_*', dict(_FPN_POLY, optim_wrapper=dict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
+        clip_grad=None)),
+     f'{CROSSFORMER}:segmentation/configs/fpn_crossformer_s_ade20k_40k.py '
+     '(batch: segmentation/README.md, 16)'),
     ('seg/fpn_*', dict(_FPN_POLY, optim_wrapper=dict(
         type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
-        clip_grad=None))),
+        clip_grad=None)),
+     NO_OFFICIAL + 'PVT\'s Semantic FPN recipe (the HAT-Net paper follows it)'),
     ('seg/upernet_van_b4*', dict(_UPERNET, batch_size=4, optim_wrapper=dict(  # official B4: 4/GPU
         type='OptimWrapper', optimizer=_UPERNET_OPTIM,
-        paramwise_cfg=dict(custom_keys={'layer_scale': _NO_DECAY, 'norm': _NO_DECAY})))),
+        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}))),
+     f'{VAN_UPERNET}:configs/upernet/1k_pretrained/upernet_van_b4_512x512_160k_ade20k.py'),
     ('seg/upernet_van_*', dict(_UPERNET, optim_wrapper=dict(
         type='OptimWrapper', optimizer=_UPERNET_OPTIM,
-        paramwise_cfg=dict(custom_keys={'layer_scale': _NO_DECAY, 'norm': _NO_DECAY})))),
+        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}))),
+     f'{VAN_UPERNET}:configs/upernet/1k_pretrained/upernet_van_b2_512x512_160k_ade20k.py'),
     ('seg/upernet_cmt_*', dict(_UPERNET, optim_wrapper=dict(
         type='OptimWrapper', optimizer=_UPERNET_OPTIM,
-        paramwise_cfg=dict(custom_keys={'relative_pos': _NO_DECAY, 'norm': _NO_DECAY})))),
+        paramwise_cfg=dict(custom_keys={'relative_pos': _NO_DECAY, 'norm': _NO_DECAY}))),
+     NO_OFFICIAL + 'Swin\'s UPerNet recipe (no decay on its position biases either)'),
+    ('seg/upernet_crossformer_t_*', dict(_UPERNET, optim_wrapper=dict(
+        type='OptimWrapper', optimizer=_UPERNET_OPTIM,
+        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}))),
+     NO_OFFICIAL + 'the CrossFormer-S/B/L recipe below'),
+    ('seg/upernet_crossformerpp_*', dict(_UPERNET, optim_wrapper=dict(
+        type='OptimWrapper', optimizer=_UPERNET_OPTIM,
+        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}))),
+     f'{CROSSFORMER_PP}:segmentation/configs/crossformer_pp/upernet_crossformerpp_s_ade20k.py'),
+    ('seg/upernet_crossformer_*', dict(_UPERNET, optim_wrapper=dict(
+        type='OptimWrapper', optimizer=_UPERNET_OPTIM,
+        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}))),
+     f'{CROSSFORMER}:segmentation/configs/upernet_crossformer_s_ade20k.py'),
+    ('seg/upernet_uniformer_*', dict(_UPERNET, optim_wrapper=dict(
+        type='OptimWrapper', optimizer=_UPERNET_OPTIM,
+        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}))),
+     f'{UNIFORMER}:semantic_segmentation/exp/upernet_hybrid_small/config.py'),
     ('seg/upernet_*', dict(_UPERNET, optim_wrapper=dict(
         type='OptimWrapper', optimizer=_UPERNET_OPTIM,
-        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY})))),
+        paramwise_cfg=dict(custom_keys={'norm': _NO_DECAY}))),
+     NO_OFFICIAL + 'Swin\'s UPerNet recipe'),
 ]
 # Drop-path rates of the official configs where a dense config sets its own over the backbone
-# file's (UniFormer's segmentation and 3x detection ones, VAN's UPerNet,
-# UniFormer-light's).
+# file's, with their sources.
+_UF_SEG = f'{UNIFORMER}:semantic_segmentation'
 DROP_PATH = {
-    'seg/fpn_uniformer_s_80k.py': 0.1, 'seg/fpn_uniformer_b_80k.py': 0.2,
-    'seg/upernet_uniformer_s_160k.py': 0.25, 'seg/upernet_uniformer_b_160k.py': 0.4,
-    **{f'seg/fpn_uniformer_s_80k_{t}.py': 0.1 for t in ('g', 'w32', 'h32')},
-    **{f'seg/fpn_uniformer_b_80k_{t}.py': 0.2 for t in ('g', 'w32', 'h32')},
-    **{f'seg/upernet_uniformer_s_160k_{t}.py': 0.25 for t in ('g', 'w32', 'h32')},
-    **{f'seg/upernet_uniformer_b_160k_{t}.py': 0.4 for t in ('g', 'w32', 'h32')},
-    'det/maskrcnn_uniformer_s_3x_ms.py': 0.1, 'det/maskrcnn_uniformer_b_3x_ms.py': 0.3,
-    'det/cascade_maskrcnn_uniformer_s_3x_ms.py': 0.2,
-    'det/cascade_maskrcnn_uniformer_b_3x_ms.py': 0.4,
-    'seg/upernet_van_b2_160k.py': 0.1, 'seg/upernet_van_b3_160k.py': 0.3,
-    'seg/upernet_van_b4_160k.py': 0.4, 'seg/upernet_van_b4_in22k_160k.py': 0.4,
-    'seg/upernet_van_b5_160k.py': 0.4, 'seg/upernet_van_b6_160k.py': 0.5,
-    'det/maskrcnn_uniformer_xxs_1x.py': 0., 'det/maskrcnn_uniformer_xs_1x.py': 0.15,
-    'seg/fpn_uniformer_xxs_80k.py': 0., 'seg/fpn_uniformer_xs_80k.py': 0.1,
+    **{f'seg/fpn_uniformer_s_80k{t}.py': (0.1, f'{_UF_SEG}/fpn_seg/exp/fpn_global_small/config.py')
+       for t in ('', '_g', '_w32', '_h32')},
+    **{f'seg/fpn_uniformer_b_80k{t}.py': (0.2, f'{_UF_SEG}/fpn_seg/exp/fpn_global_base/config.py')
+       for t in ('', '_g', '_w32', '_h32')},
+    **{f'seg/upernet_uniformer_s_160k{t}.py': (
+        0.25, f'{_UF_SEG}/exp/upernet_global_small/config.py')
+       for t in ('', '_g', '_w32', '_h32')},
+    **{f'seg/upernet_uniformer_b_160k{t}.py': (0.4, f'{_UF_SEG}/exp/upernet_global_base/config.py')
+       for t in ('', '_g', '_w32', '_h32')},
+    'det/maskrcnn_uniformer_s_1x.py': (
+        0.2, f'{UNIFORMER}:object_detection/exp/mask_rcnn_1x_hybrid_small/config.py'),
+    'det/maskrcnn_uniformer_s_3x_ms.py': (
+        0.1, f'{UNIFORMER}:object_detection/exp/mask_rcnn_3x_ms_hybrid_small/config.py'),
+    'det/maskrcnn_uniformer_b_3x_ms.py': (
+        0.3, f'{UNIFORMER}:object_detection/exp/mask_rcnn_3x_ms_hybrid_base/config.py'),
+    'det/cascade_maskrcnn_uniformer_s_3x_ms.py': (
+        0.2, f'{UNIFORMER}:object_detection/exp/cascade_mask_rcnn_3x_ms_hybrid_small/config.py'),
+    'det/cascade_maskrcnn_uniformer_b_3x_ms.py': (
+        0.4, f'{UNIFORMER}:object_detection/exp/cascade_mask_rcnn_3x_ms_hybrid_base/config.py'),
+    'det/maskrcnn_uniformer_xxs_1x.py': (
+        0., f'{UNIFORMER}:object_detection/exp_light/mask_rcnn_1x_xxs/config.py'),
+    'det/maskrcnn_uniformer_xs_1x.py': (
+        0.15, f'{UNIFORMER}:object_detection/exp_light/mask_rcnn_1x_xs/config.py'),
+    'seg/fpn_uniformer_xxs_80k.py': (
+        0., f'{_UF_SEG}/fpn_seg/exp_light/fpn_xxs/config.py'),
+    'seg/fpn_uniformer_xs_80k.py': (0.1, f'{_UF_SEG}/fpn_seg/exp_light/fpn_xs/config.py'),
+    # VAN's UPerNet: the authors' _base_/models/upernet_van.py has 0.1 unless the leaf sets its own.
+    **{f'seg/upernet_van_{v}_160k.py': (
+        rate, f'{VAN_UPERNET}:configs/upernet/{pre}/upernet_van_{v.split("_")[0]}_512x512_160k_'
+        f'ade20k{"_22k" if pre.startswith("22k") else ""}.py')
+       for v, rate, pre in [('b0', 0.1, '1k_pretrained'), ('b1', 0.1, '1k_pretrained'),
+                            ('b2', 0.1, '1k_pretrained'), ('b3', 0.3, '1k_pretrained'),
+                            ('b4', 0.4, '1k_pretrained'), ('b4_in22k', 0.4, '22k_pretrained'),
+                            ('b5', 0.4, '22k_pretrained'), ('b6', 0.5, '22k_pretrained')]},
+    # VAN's Semantic FPN: the code of the released files sets 0.1 for every variant (van.py).
+    **{f'seg/fpn_van_b{i}_40k.py': (0.1, f'{VAN_FPN}:van.py') for i in range(4)},
 }
+
+# The BatchNorm kinds a built model has, with their source: (backbone, necks and heads); `[]`
+# for none (LayerNorm / GroupNorm models, mmdet's plain FPN neck and heads). SyncBN
+# (SyncBatchNorm) keeps one set of statistics over all GPUs; plain BatchNorm2d one per GPU.
+NORMS = [
+    ('seg/upernet_van_*', ['SyncBatchNorm'], ['SyncBatchNorm'],
+     f'{VAN_UPERNET}:configs/_base_/models/upernet_van.py (norm_cfg SyncBN, van.py passes it to '
+     'every BatchNorm)'),
+    ('seg/fpn_van_*', ['BatchNorm2d'], ['SyncBatchNorm'],
+     f'{VAN_FPN}:van.py (nn.BatchNorm2d); configs/_base_/models/fpn_r50.py (heads)'),
+    ('seg/*_crossformerpp_*', [], ['SyncBatchNorm'],
+     f'{CROSSFORMER_PP}:segmentation/configs/_base_/models/upernet_crossformer.py'),
+    ('seg/*_crossformer_*', [], ['SyncBatchNorm'],
+     f'{CROSSFORMER}:segmentation/configs/_base_/models/upernet_crossformer.py'),
+    ('seg/*_uniformer_*', ['BatchNorm2d'], ['SyncBatchNorm'],
+     f'{UNIFORMER}:semantic_segmentation/exp/upernet_hybrid_small/config.py'),
+    ('seg/*_hatnet_*', [], ['SyncBatchNorm'], NO_OFFICIAL + 'GroupNorm as classification; '
+     'mmseg\'s heads'),
+    ('seg/*_transcnn_*', ['SyncBatchNorm'], ['SyncBatchNorm'], NO_OFFICIAL + 'mmseg\'s SyncBN'),
+    ('seg/*', ['BatchNorm2d'], ['SyncBatchNorm'], NO_OFFICIAL + 'BatchNorm as classification; '
+     'mmseg\'s heads'),
+    ('det/cascade_*_uniformer_*', ['BatchNorm2d'], ['SyncBatchNorm'],
+     f'{UNIFORMER}:object_detection/configs/_base_/models/cascade_mask_rcnn_uniformer_fpn.py'),
+    ('det/*_crossformer*', [], [],
+     f'{CROSSFORMER}:detection/configs/_base_/models/mask_rcnn_r50_fpn.py'),
+    ('det/*_uniformer_*', ['BatchNorm2d'], [],
+     f'{UNIFORMER}:object_detection/configs/_base_/models/mask_rcnn_uniformer_fpn.py'),
+    ('det/*_hatnet_*', [], [], NO_OFFICIAL + 'GroupNorm as classification; mmdet\'s heads'),
+    ('det/*_transcnn_*', ['SyncBatchNorm'], [], NO_OFFICIAL + 'SyncBN for batches of 2'),
+    ('det/*', ['BatchNorm2d'], [], NO_OFFICIAL + 'BatchNorm as classification; mmdet\'s heads'),
+]
+
+# Training pipelines: mmdet's / mmseg's, which the authors' mmdet 2.x / mmseg 0.x dataset files
+# match step for step (source: the family's official dataset file).
+_SEG_TRAIN = [
+    dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=(512, 512), cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5), dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')]
+_DET_TRAIN = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True), dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')]
+_MS_480_800 = [(s, 1333) for s in range(480, 801, 32)]
+_DET_MS_CROP_TRAIN = [
+    dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomChoice', transforms=[
+        [dict(type='RandomChoiceResize', scales=_MS_480_800, keep_ratio=True)],
+        [dict(type='RandomChoiceResize', scales=[(400, 1333), (500, 1333), (600, 1333)],
+              keep_ratio=True),
+         dict(type='RandomCrop', crop_type='absolute_range', crop_size=(384, 600),
+              allow_negative_crop=True),
+         dict(type='RandomChoiceResize', scales=_MS_480_800, keep_ratio=True)]]),
+    dict(type='PackDetInputs')]
+_DET_TEST_RESIZE = [dict(type='Resize', scale=(1333, 800), keep_ratio=True)]
+TRAIN_PIPELINES = [
+    ('det/*_3x_ms.py', _DET_MS_CROP_TRAIN,
+     f'{UNIFORMER}:object_detection/exp/mask_rcnn_3x_ms_hybrid_small/config.py'),
+    ('det/retinanet_*', [dict(type='LoadAnnotations', with_bbox=True)
+                         if t['type'] == 'LoadAnnotations' else t for t in _DET_TRAIN],
+     f'{CROSSFORMER}:detection/configs/_base_/datasets/coco_detection.py'),
+    ('det/*', _DET_TRAIN, f'{CROSSFORMER}:detection/configs/_base_/datasets/coco_instance.py'),
+    ('seg/*_crossformer*', _SEG_TRAIN,
+     f'{CROSSFORMER}:segmentation/configs/_base_/datasets/ade20k.py'),
+    ('seg/*_uniformer_*', _SEG_TRAIN, f'{UNIFORMER}:semantic_segmentation/configs/_base_/'
+     'datasets/ade20k.py'),
+    ('seg/*_van_*', _SEG_TRAIN, f'{VAN_UPERNET}:configs/_base_/datasets/ade20k.py'),
+    ('seg/*', _SEG_TRAIN, NO_OFFICIAL + 'mmseg\'s ADE20K pipeline'),
+]
 
 
 # Backbone settings a config must keep: the official dense configs of CrossFormer++ (branch main)
@@ -199,11 +387,51 @@ def _plain(value):
     return value
 
 
+def _first(table, path):
+    return next(row[1:] for row in table if fnmatch.fnmatch(path, row[0]))
+
+
+_SOURCE = re.compile(r'^(?P<repo>[\w.-]+/[\w.-]+)@(?P<commit>[0-9a-f]{40}):(?P<path>\S+)')
+
+
+def _sources():
+    rows = [r[-1] for r in RECIPES + NORMS + TRAIN_PIPELINES] + [s for _, s in DROP_PATH.values()]
+    return rows + [r[-1] for r in SEG_TESTS]
+
+
+def test_every_recipe_value_names_its_source():
+    """Each table row says where its values come from: an authors' file as
+    owner/repo@commit:path, or why there is none."""
+    for source in _sources():
+        assert _SOURCE.match(source) or source.startswith(NO_OFFICIAL), source
+
+
+def _header(path: str) -> str:
+    lines = (REPO / path).read_text().splitlines()
+    return ' '.join(line[1:].strip() for line in lines[:next(
+        i for i, line in enumerate(lines) if not line.startswith('#'))])
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_names_its_official_counterpart(path):
+    """A config with an official counterpart names it (owner/repo@commit:path) in its header, of
+    the repository and commit its recipe row reads; one without says where its recipe comes
+    from."""
+    rel = str(Path(path).relative_to('configs'))
+    header = re.sub(r'\s+', ' ', _header(path))
+    *_, source = _first(RECIPES, rel)
+    if source.startswith(NO_OFFICIAL):
+        assert 'No official config' in header and '(recipe:' in header, header
+    else:
+        repo_commit = source.split(':', 1)[0]
+        assert re.search(re.escape(repo_commit) + r':\S+\.py', header), header
+
+
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_keeps_its_official_recipe(path):
     cfg = Config.fromfile(str(REPO / path))
     path = str(Path(path).relative_to('configs'))
-    recipe = next(r for pattern, r in RECIPES if fnmatch.fnmatch(path, pattern))
+    recipe, _ = _first(RECIPES, path)
     optim_wrapper = _plain(cfg.optim_wrapper)
     # The recipe's groups, built as plain dicts so that compile=True can trace the optimizer
     # step (mmhybrid.engine.optim; the groups themselves are tested in test_engine.py).
@@ -214,11 +442,18 @@ def test_config_keeps_its_official_recipe(path):
     assert _plain(cfg.param_scheduler) == _plain(recipe['param_scheduler'])
     assert _plain(cfg.train_cfg) == _plain(recipe['train_cfg'])
     assert cfg.train_dataloader.batch_size == recipe['batch_size']
+    # The total batch, which --auto-scale-lr scales the learning rate from.
+    assert cfg.auto_scale_lr.base_batch_size == recipe['batch_size'] * recipe['gpus']
+    assert cfg.auto_scale_lr.enable is False
     if path.startswith('det/'):
         # ImageNet mean/std in RGB, as the backbones were pretrained.
         assert cfg.model.data_preprocessor.bgr_to_rgb is True
+        test_resizes = [t for t in cfg.test_dataloader.dataset.pipeline if 'Resize' in t['type']]
+        assert _plain(test_resizes) == _plain(_DET_TEST_RESIZE)
+    train_pipeline, _ = _first(TRAIN_PIPELINES, path)
+    assert _plain(cfg.train_dataloader.dataset.pipeline) == _plain(train_pipeline)
     if path in DROP_PATH:
-        assert cfg.model.backbone.drop_path_rate == DROP_PATH[path]
+        assert cfg.model.backbone.drop_path_rate == DROP_PATH[path][0]
     for pattern, settings in BACKBONE_SETTINGS:
         if fnmatch.fnmatch(path, pattern):
             for key, value in settings.items():
@@ -231,16 +466,26 @@ def test_config_keeps_its_official_recipe(path):
 
 # The official test of each segmenter (configs/_base_/seg/ade20k_test.py), written out: the
 # resize steps of the single-scale pipeline (short side 512, long side at most 2048; rounded up to
-# a multiple of 32 where the official pipeline had `AlignResize` / `ResizeToMultiple`) and whether
-# the `--tta` pipeline flips. First matching pattern wins.
+# a multiple of 32 where the official pipeline had `AlignResize` / `ResizeToMultiple`), whether
+# the `--tta` pipeline flips, and the source. First matching pattern wins.
 _SHORT_512 = [dict(type='Resize', scale=(2048, 512), keep_ratio=True)]
 _ALIGN_32 = _SHORT_512 + [dict(type='ResizeToMultiple', size_divisor=32)]
 SEG_TESTS = [
-    ('seg/*_crossformer_*', _ALIGN_32, False),  # official ade20k[_swin].py: flip=False
-    ('seg/fpn_uniformer_*', _ALIGN_32, True),
-    ('seg/*_van_*', _ALIGN_32, True),
-    ('seg/*', _SHORT_512, True),
+    ('seg/*_crossformerpp_*', _ALIGN_32, False,
+     f'{CROSSFORMER_PP}:segmentation/configs/_base_/datasets/ade20k_swin.py (flip=False)'),
+    ('seg/*_crossformer_*', _ALIGN_32, False,
+     f'{CROSSFORMER}:segmentation/configs/_base_/datasets/ade20k_swin.py (flip=False)'),
+    ('seg/fpn_uniformer_*', _ALIGN_32, True,
+     f'{UNIFORMER}:semantic_segmentation/fpn_seg/configs/_base_/datasets/ade20k.py'),
+    ('seg/fpn_van_*', _ALIGN_32, False,
+     f'{VAN_FPN}:configs/_base_/datasets/ade20k.py (img_ratios on, flip=False)'),
+    ('seg/upernet_van_*', _ALIGN_32, True,
+     f'{VAN_UPERNET}:test.py (--aug-test: img_ratios, flip=True)'),
+    ('seg/upernet_uniformer_*', _SHORT_512, True,
+     f'{UNIFORMER}:semantic_segmentation/configs/_base_/datasets/ade20k.py'),
+    ('seg/*', _SHORT_512, True, NO_OFFICIAL + 'mmseg\'s ADE20K test, Swin\'s multi-scale + flip'),
 ]
+
 # mmseg 0.x MultiScaleFlipAug(img_scale=(2048, 512), img_ratios=[0.5, ..., 1.75]) targets.
 MS_SCALES = [(1024, 256), (1536, 384), (2048, 512), (2560, 640), (3072, 768), (3584, 896)]
 SEG_CONFIGS = [c for c in CONFIGS if c.startswith('configs/seg/')]
@@ -250,7 +495,7 @@ SEG_CONFIGS = [c for c in CONFIGS if c.startswith('configs/seg/')]
 def test_seg_config_keeps_its_official_test(path):
     cfg = Config.fromfile(str(REPO / path))
     rel = str(Path(path).relative_to('configs'))
-    resizes, flip = next((r, f) for pattern, r, f in SEG_TESTS if fnmatch.fnmatch(rel, pattern))
+    resizes, flip, _ = _first(SEG_TESTS, rel)
     assert cfg.model.test_cfg.mode == 'whole'
     for loader in (cfg.val_dataloader, cfg.test_dataloader):
         steps = [t for t in loader.dataset.pipeline if 'Resize' in t['type']]

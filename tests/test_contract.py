@@ -12,6 +12,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmhybrid.registry import MODELS
 from archs import CONTRACT_MODELS, model_type
 
+pytestmark = pytest.mark.quick  # `make test-quick`
+
 FAMILIES = sorted(CONTRACT_MODELS)
 
 

@@ -27,6 +27,8 @@ from mmhybrid.checkpoint.core import convert_checkpoint_file
 from mmhybrid.models import VAN
 from mmhybrid.registry import MODELS
 
+pytestmark = pytest.mark.quick  # `make test-quick`
+
 
 class Row(NamedTuple):
     family: str
@@ -404,7 +406,7 @@ def test_convert_cli(tmp_path):
     dst = tmp_path / 'out' / 'van.pth'
     # Without --arch, no official variant matches the reduced model: refuse, write nothing.
     result = run_cli(src, dst)
-    assert result.returncode == 1 and 'matches no variant' in result.stderr
+    assert result.returncode == 2 and 'matches no variant' in result.stderr
     assert not dst.exists()
     result = run_cli(src, dst, '--arch', VAN_ARCH)
     assert result.returncode == 0, result.stderr
@@ -417,10 +419,10 @@ def test_convert_cli(tmp_path):
     assert not [p for p in tmp_path.joinpath('out').iterdir() if p.name != 'van.pth'], \
         'temporary files left behind'
     # Existing DST is kept unless --overwrite; SRC is never a destination.
-    assert run_cli(src, dst, '--arch', VAN_ARCH).returncode == 1
+    assert run_cli(src, dst, '--arch', VAN_ARCH).returncode == 2
     assert run_cli(src, dst, '--arch', VAN_ARCH, '--overwrite').returncode == 0
     result = run_cli(src, src, '--arch', VAN_ARCH, '--overwrite')
-    assert result.returncode == 1 and 'over its source' in result.stderr
+    assert result.returncode == 2 and 'over its source' in result.stderr
     assert src.read_bytes() == src_bytes
     # A converted file converts again to the same thing (idempotent) and checks clean.
     assert run_cli(dst, '--check', '--arch', VAN_ARCH).returncode == 0
@@ -432,7 +434,7 @@ def test_convert_cli_unmatched_keys_fail(tmp_path):
     src = tmp_path / 'extra.pth'
     torch.save({'state_dict': sd}, src)
     result = run_cli(src, tmp_path / 'dst.pth', '--arch', VAN_ARCH)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert 'some_extra.weight' in result.stderr
     assert not (tmp_path / 'dst.pth').exists()
 

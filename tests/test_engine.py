@@ -7,7 +7,7 @@ import torch
 from mmengine.fileio import get_file_backend
 
 import mmhybrid  # noqa: F401
-from mmhybrid.engine import ATOMIC_BACKEND, AtomicLocalBackend
+from mmhybrid.engine import ATOMIC_BACKEND, AtomicLocalBackend, BadInputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def test_train_config(config_file, tmp_path):
     assert cfg.optim_wrapper.optimizer.lr == 0.5
     cfg = build_train_config(config_file, resume='ckpt.pth')
     assert cfg.resume is True and cfg.load_from == 'ckpt.pth'
-    with pytest.raises(RuntimeError, match='auto_scale_lr'):
+    with pytest.raises(BadInputError, match="auto_scale_lr"):
         build_train_config(config_file, auto_scale_lr=True)
 
 
@@ -163,6 +163,45 @@ def test_test_config(config_file):
     assert 'Optimize' not in str(cfg.custom_hooks)
     cfg = build_test_config(config_file, 'ckpt.pth', plain=True)
     assert 'Optimize' not in str(cfg.get('custom_hooks'))
+
+
+def test_amp_trains_fp32_without_a_gpu(config_file, monkeypatch):
+    from mmhybrid.engine import build_train_config, runner, train_fp32_without_amp_device
+    cfg = build_train_config(config_file, amp=True)
+    monkeypatch.setattr(runner, 'amp_device_available', lambda: True)
+    assert not train_fp32_without_amp_device(cfg)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    monkeypatch.setattr(runner, 'amp_device_available', lambda: False)
+    assert train_fp32_without_amp_device(cfg)
+    assert cfg.optim_wrapper.to_dict() == dict(type='OptimWrapper',
+                                               optimizer=dict(type='SGD', lr=0.1))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU trains in mixed precision')
+def test_train_tool_with_amp_on_a_cpu_says_so_and_trains(tmp_path):
+    """A config that asks for mixed precision (as the UniFormer detectors do) trains in fp32 on a
+    machine without a GPU, where mmengine's AmpOptimWrapper would fail an assert."""
+    import subprocess
+    import sys
+
+    from mmhybrid.datasets import ShapesSpec, generate_shapes
+    data = generate_shapes(tmp_path / 'shapes', layouts=['ade20k'],
+                           spec=ShapesSpec(num_train=2, num_val=1, image_size=64))['ade20k']
+    options = [f'{split}_dataloader.dataset.data_root={data}' for split in ('train', 'val',
+                                                                             'test')]
+    options += ['train_cfg.max_iters=1', 'train_cfg.val_interval=10',
+                'default_hooks.checkpoint.interval=1', 'train_dataloader.batch_size=1',
+                'train_dataloader.num_workers=0', 'optim_wrapper.type=AmpOptimWrapper',
+                'optim_wrapper.loss_scale=dynamic']
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'train.py'),
+                           str(REPO / 'configs' / 'demo' / 'fpn_van_demo.py'), '--work-dir',
+                           str(tmp_path / 'work'), '--cfg-options', *options],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert out.count('no GPU here: mixed precision (AmpOptimWrapper) needs one, training in fp32')\
+        == 1
+    assert (tmp_path / 'work' / 'iter_1.pth').is_file()
 
 
 def test_switch_to_deploy_hook_finds_the_backbone_through_wrappers():

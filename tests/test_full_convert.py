@@ -333,7 +333,7 @@ def test_cli_whole_file_recognised_checked_and_refused(tmp_path):
     # A misfit writes nothing and names the problem; SRC is never a destination.
     result = _cli(src, tmp_path / 'never.pth', '--config', config, '--cfg-options',
                   'model.decode_head.num_classes=80', 'model.auxiliary_head.num_classes=80')
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert 'file has 150 classes (decode_head.conv_seg: 150 outputs), config has 80' \
         in result.stderr
     assert not (tmp_path / 'never.pth').exists()

@@ -18,6 +18,8 @@ from helpers import (OFFICIAL_FILES, as_float, assert_stages_close, checkpoint_n
                      converted_model, official_state_dict, parity_case, stored_case)
 from parity_rule import checkpoint_fingerprint, tensor_sha256
 
+pytestmark = pytest.mark.quick  # `make test-quick`
+
 
 class Row(NamedTuple):
     weights: str

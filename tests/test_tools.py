@@ -37,37 +37,72 @@ def test_van_flops_match_the_paper():
     assert macs / 1e9 == pytest.approx(0.88, rel=0.03)
 
 
-# (family, arch, input side, the paper's GFLOPs (MACs), whether the paper counts attention,
-#  the paper's params of the classification model in M or None when its head is not a Linear)
+# Every row of the README's table: (family, arch, input side, the paper's GFLOPs (MACs) as
+# printed, whether the paper counts attention, the paper's params of the classification model in
+# M as printed or None when its head is not a Linear, and the GFLOPs of the authors' own released
+# model where the paper's figure is not what that model counts, else None).
 PAPER_COMPLEXITY = [
-    ('CrossFormer', 'small', 224, 4.9, True, 30.7),
-    # CrossFormer++ (main README: B 9.5G; L 16.6G and H 21.8G agree within 1% as well; the 4.9G
-    # printed for ++S, CrossFormer-S's figure too, is not reproduced: ++S counts 4.43G)
-    ('CrossFormer', 'pp-base', 224, 9.5, True, 52.0),
-    ('UniFormer', 'small', 224, 3.6, True, None),
-    # Token pruning included (1.83 G without); params: two classifiers (pooled map, class token).
-    ('UniFormerLight', 'xxs', 224, 1.3, True, None),
-    ('CMT', 'small', 224, 4.0, True, None),  # params: the known 26.3M vs 25.1M discrepancy
-    ('HATNet', 'small', 224, 4.3, False, 25.7),  # the paper's count leaves attention out
-    ('TransCNN', 'small', 224, None, True, 26.5),
-    ('VAN', 'b2', 224, 5.0, True, 26.6),
+    ('CrossFormer', 'small', 224, '4.9', True, '30.7', None),
+    ('CrossFormer', 'base', 224, '9.2', True, '52.0', None),
+    # CrossFormer++ (cheerss/CrossFormer@795201075f0066e78408882617312084e25aef61:README.md): its
+    # 4.9G for S is CrossFormer-S's figure; the authors' CrossFormer++-S (models/crossformer.py
+    # built from configs/crossformer_pp/small_patch4_group_const_224.yaml there) counts 4.43G
+    # (its own flops() method: 4.39G).
+    ('CrossFormer', 'pp-small', 224, '4.9', True, '23.3', 4.43),
+    ('CrossFormer', 'pp-base', 224, '9.5', True, '52.0', None),  # L 16.6G and H 21.8G agree too
+    ('UniFormer', 'small', 224, '3.6', True, '22', None),
+    ('UniFormer', 'base', 224, '8.3', True, '50', None),
+    # UniFormer-light (Sense-X/UniFormer@52a0415e4e0dda880fab8ffbc710e4d8e171149d:
+    # image_classification/README.md): token pruning included (XXS 1.25G without); params: two
+    # classifiers (pooled map, class token). XS's 2.0G: the authors' uniformer_xs
+    # (image_classification/models/uniformer_light.py there) counts 1.93G.
+    ('UniFormerLight', 'xxs', 224, '1.3', True, None, None),
+    ('UniFormerLight', 'xs', 224, '2.0', True, None, 1.93),
+    ('CMT', 'small', 224, '4.0', True, None, None),  # params: the known 26.3M vs 25.1M discrepancy
+    # The HAT-Net paper's counts leave attention out.
+    ('HATNet', 'tiny', 224, '2.0', False, '12.7', None),
+    ('HATNet', 'small', 224, '4.3', False, '25.7', None),
+    ('HATNet', 'medium', 224, '8.3', False, '42.9', None),
+    ('HATNet', 'large', 224, '11.5', False, '63.1', None),
+    ('TransCNN', 'small', 224, None, True, '26.5', None),
+    ('VAN', 'b0', 224, '0.9', True, '4.1', None),
+    ('VAN', 'b1', 224, '2.5', True, '13.9', None),
+    ('VAN', 'b2', 224, '5.0', True, '26.6', None),
+    ('VAN', 'b3', 224, '9.0', True, '44.8', None),
 ]
 
 
-@pytest.mark.parametrize('family,arch,side,gflops,with_attention,params', PAPER_COMPLEXITY,
-                         ids=lambda v: v if isinstance(v, str) else '')
-def test_flops_and_params_match_the_papers(family, arch, side, gflops, with_attention, params):
-    """The README's FLOPs and params: within 2% of the papers' tables (ImageNet models at the
-    pretrain size; params of the backbone plus a Linear classifier)."""
+def _agrees(ours: float, printed: str) -> bool:
+    """Within 2% of the printed figure, or equal at its precision (VAN-B0's 0.86 G is printed
+    as 0.9)."""
+    decimals = len(printed.partition('.')[2])
+    return abs(ours - float(printed)) <= max(0.02 * float(printed), 0.5 * 10 ** -decimals + 1e-9)
+
+
+@pytest.mark.parametrize('family,arch,side,gflops,with_attention,params,code_gflops',
+                         PAPER_COMPLEXITY, ids=lambda v: v if isinstance(v, str) else '')
+def test_flops_and_params_match_the_papers(family, arch, side, gflops, with_attention, params,
+                                           code_gflops):
+    """The README's FLOPs and params agree with the papers' tables (ImageNet models at the
+    pretrain size; params of the backbone plus a Linear classifier), except where the paper's
+    figure is not what the authors' released model counts: there ours equal that count."""
     from mmhybrid.registry import MODELS
     kwargs = dict(attn_modes=('global', 'global')) if family == 'UniFormer' else {}
     model = MODELS.build(dict(type=f'mmhybrid.{family}', arch=arch, **kwargs)).eval()
     if gflops is not None:
-        macs = count_macs(model, torch.randn(1, 3, side, side), attention=with_attention)
-        assert macs / 1e9 == pytest.approx(gflops, rel=0.02)
+        macs = count_macs(model, torch.randn(1, 3, side, side), attention=with_attention) / 1e9
+        if code_gflops is None:
+            assert _agrees(macs, gflops), macs
+        else:  # the README states the difference: the paper's figure is off, the code's is met
+            assert not _agrees(macs, gflops) and macs == pytest.approx(code_gflops, abs=0.005)
     if params is not None:
         total = sum(p.numel() for p in model.parameters()) + model.out_channels[-1] * 1000 + 1000
-        assert total / 1e6 == pytest.approx(params, rel=0.02)
+        assert _agrees(total / 1e6, params), total / 1e6
+
+
+def test_agreement_rule():
+    assert _agrees(0.864, '0.9') and _agrees(11.44, '11.5') and _agrees(21.55, '22')
+    assert not _agrees(1.931, '2.0') and not _agrees(4.427, '4.9') and not _agrees(0.84, '0.9')
 
 
 def test_attention_can_be_left_out_of_the_count():
@@ -161,7 +196,8 @@ def test_unknown_backbone_is_named():
     assert resolve_specs(['all'])[-1] == 'van:b2'
     proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'benchmark.py'), 'nope'],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "unknown backbone 'nope'" in proc.stderr
+    assert proc.returncode == 2 and "unknown backbone 'nope'" in proc.stderr
+    assert 'Traceback' not in proc.stderr
 
 
 def test_tools_are_thin_command_lines():

@@ -28,14 +28,20 @@ import argparse
 import json
 import os.path as osp
 import sys
+import warnings
 from typing import List, Optional
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
 import torch  # noqa: E402
 
+from mmhybrid.engine import BadInputError, bad_input_exits  # noqa: E402
 from mmhybrid.utils.benchmark import run_benchmark  # noqa: E402
 
 
@@ -70,15 +76,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     command = 'python tools/benchmark.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
-    try:
-        run_benchmark(args.specs, args.sizes, device=device, dtypes=args.dtype,
-                      modes=args.modes, batch=args.batch, warmup=args.warmup,
-                      repeat=args.repeat, kwargs=json.loads(args.kwargs),
-                      compare_reference=args.compare_reference, json_path=args.json,
-                      markdown_path=args.markdown, command=command, roof_size=args.roof_size,
-                      compile=args.compile, optimize=not args.plain_only and device == 'cpu')
-    except ValueError as error:  # an unknown backbone
-        raise SystemExit(str(error))
+    with bad_input_exits():  # one message and exit status 2, no traceback
+        try:
+            kwargs = json.loads(args.kwargs)
+        except json.JSONDecodeError as error:
+            raise BadInputError(f'--kwargs is not JSON ({error}): {args.kwargs!r}') from error
+        try:
+            run_benchmark(args.specs, args.sizes, device=device, dtypes=args.dtype,
+                          modes=args.modes, batch=args.batch, warmup=args.warmup,
+                          repeat=args.repeat, kwargs=kwargs,
+                          compare_reference=args.compare_reference, json_path=args.json,
+                          markdown_path=args.markdown, command=command,
+                          roof_size=args.roof_size, compile=args.compile,
+                          optimize=not args.plain_only and device == 'cpu')
+        except ValueError as error:  # an unknown backbone or dtype
+            raise BadInputError(str(error)) from error
     return 0
 
 

@@ -14,22 +14,29 @@ A whole detector/segmenter (a backbone next to a neck or heads; --full forces it
 converter, maps the neck and heads, drops optimizer/amp state and writes ``state_dict`` and
 ``meta.dataset_meta`` (classes, palette) for ``tools/test.py`` / ``load_from``; --config checks
 that every key loads into that config's model (class count, head type, cascade stages, backbone
-variant). DST is written atomically; prints the sha256 and the key report. Exits with 1 when keys
-are left unmatched or do not fit; SRC is never overwritten.
+variant). DST is written atomically; prints the sha256 and the key report. Exits with 2 and one
+message when SRC cannot be read, its keys are left unmatched or do not fit, or DST exists; SRC is
+never overwritten.
 """
 import argparse
 import json
 import os.path as osp
 import sys
+import warnings
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmhybrid.checkpoint import CONVERTERS, CheckpointLoadError, CheckpointMismatchError  # noqa
-from mmhybrid.checkpoint.dense import DenseConversion, convert_any_checkpoint_file  # noqa
+from mmhybrid.checkpoint import CONVERTERS  # noqa: E402
+from mmhybrid.checkpoint.dense import DenseConversion, convert_any_checkpoint_file  # noqa: E402
+from mmhybrid.engine import BadInputError, bad_input_exits  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -58,20 +65,24 @@ def parse_args(argv=None):
     if args.dst is None and not args.check:
         parser.error('give DST, or --check to only verify SRC')
     if args.arch is not None and args.arch.lstrip().startswith('{'):
-        args.arch = json.loads(args.arch)
+        try:
+            args.arch = json.loads(args.arch)
+        except json.JSONDecodeError as error:
+            parser.error(f'--arch is not valid JSON ({error}); give an arch name or a dict such '
+                         f'as \'{{"embed_dims": [32, 64, 160, 256], ...}}\'')
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        result = convert_any_checkpoint_file(
-            args.src, None if args.check else args.dst, full=args.full, config=args.config,
-            cfg_options=args.cfg_options, family=args.family, arch=args.arch,
-            overwrite=args.overwrite)
-    except (CheckpointLoadError, CheckpointMismatchError, FileExistsError, ValueError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    with bad_input_exits():  # one message and exit status 2, no traceback
+        try:
+            result = convert_any_checkpoint_file(
+                args.src, None if args.check else args.dst, full=args.full, config=args.config,
+                cfg_options=args.cfg_options, family=args.family, arch=args.arch,
+                overwrite=args.overwrite)
+        except (FileExistsError, ValueError) as error:  # DST exists; an arch that is not one
+            raise BadInputError(str(error)) from error
     if isinstance(result, DenseConversion):
         num_tensors = len(result.checkpoint['state_dict'])
     else:

@@ -25,8 +25,12 @@ from pathlib import Path
 _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, str(_REPO))
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
-from mmhybrid.utils.demo import QUICK_ITERS, run_demo  # noqa: E402
+from mmhybrid.utils.demo import QUICK_ITERS, DemoError, run_demo  # noqa: E402
 
 DET_CONFIG = _REPO / 'configs' / 'demo' / 'maskrcnn_van_demo.py'
 SEG_CONFIG = _REPO / 'configs' / 'demo' / 'fpn_van_demo.py'
@@ -36,7 +40,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train + evaluate a detector and a segmenter '
                                      'with an mmhybrid backbone on synthetic data (CPU)')
     parser.add_argument('--quick', action='store_true',
-                        help=f'{QUICK_ITERS} iterations on a tiny tree (a smoke test)')
+                        help=f'{QUICK_ITERS["det"]} (detector) and {QUICK_ITERS["seg"]} '
+                        f'(segmenter) iterations on a tiny tree (a smoke test)')
     parser.add_argument('--data-root', default=str(_REPO / 'data' / 'shapes'),
                         help='where the synthetic data is written / found')
     parser.add_argument('--out-dir', default=str(_REPO / 'outputs' / 'demo'),
@@ -53,16 +58,20 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> int:
     args = parse_args(argv)
-    warnings.filterwarnings('ignore', category=UserWarning)
     tools = _REPO / 'tools'
-    return run_demo(DET_CONFIG, SEG_CONFIG, train_command=[sys.executable, str(tools / 'train.py')],
-                    test_command=[sys.executable, str(tools / 'test.py')],
-                    data_root=args.data_root, out_dir=args.out_dir, quick=args.quick,
-                    iters=args.iters, threads=args.threads, sequential=args.sequential,
-                    only=args.only, cwd=_REPO)
+    try:
+        run_demo(DET_CONFIG, SEG_CONFIG, train_command=[sys.executable, str(tools / 'train.py')],
+                 test_command=[sys.executable, str(tools / 'test.py')],
+                 data_root=args.data_root, out_dir=args.out_dir, quick=args.quick,
+                 iters=args.iters, threads=args.threads, sequential=args.sequential,
+                 only=args.only, cwd=_REPO)
+    except DemoError as error:  # a step failed: its message says which and where its log is
+        print(f'error: demo failed: {error}', file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

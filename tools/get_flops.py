@@ -12,11 +12,17 @@ The counting is ``mmhybrid.utils.complexity``'s.
 import argparse
 import os.path as osp
 import sys
+import warnings
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
+from mmhybrid.engine import BadInputError, bad_input_exits, check_config_file  # noqa: E402
 from mmhybrid.utils import backbone_complexity, config_complexity, format_complexity  # noqa: E402
 
 
@@ -29,11 +35,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    count = config_complexity if args.target.endswith('.py') else backbone_complexity
-    try:
-        rows = count(args.target, args.shape)
-    except ValueError as error:  # an unknown backbone
-        raise SystemExit(str(error))
+    is_config = args.target.endswith('.py')
+    with bad_input_exits():  # one message and exit status 2, no traceback
+        if is_config:
+            check_config_file(args.target)
+        try:
+            rows = (config_complexity if is_config else backbone_complexity)(args.target,
+                                                                            args.shape)
+        except ValueError as error:  # an unknown backbone
+            raise BadInputError(str(error)) from error
     print(format_complexity(rows, args.shape))
     return 0
 

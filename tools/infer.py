@@ -12,10 +12,15 @@ PyTorch runs the model optimised for CPU inference (``mmhybrid.optimize_for_infe
 import argparse
 import os.path as osp
 import sys
+import warnings
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
 
 def parse_args(argv=None):
@@ -36,13 +41,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mmhybrid.deploy.export import ExportError
     from mmhybrid.deploy.drawing import draw_predictions
-    try:
-        written = draw_predictions(args.config, args.checkpoint, args.images, args.out,
-                                   onnx=args.onnx, score_thr=args.score_thr,
-                                   optimize=not args.plain)
-    except (ExportError, FileNotFoundError, ValueError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    from mmhybrid.engine import BadInputError, bad_input_exits
+    with bad_input_exits():  # one message and exit status 2, no traceback
+        try:
+            written = draw_predictions(args.config, args.checkpoint, args.images, args.out,
+                                       onnx=args.onnx, score_thr=args.score_thr,
+                                       optimize=not args.plain)
+        except (ExportError, FileNotFoundError, ValueError) as error:
+            raise BadInputError(str(error)) from error
     for path in written:
         print(f'wrote {path}')
     return 0

@@ -6,13 +6,19 @@
 import argparse
 import os.path as osp
 import sys
+import warnings
 import time
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
 from mmhybrid.datasets.shapes import ShapesSpec, generate_shapes  # noqa: E402
+from mmhybrid.engine import BadInputError, bad_input_exits  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -32,11 +38,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    spec = ShapesSpec(num_train=args.num_train, num_val=args.num_val,
-                      image_size=args.image_size, min_shapes=args.min_shapes,
-                      max_shapes=args.max_shapes, seed=args.seed)
     start = time.perf_counter()
-    roots = generate_shapes(args.root, layouts=args.layouts, spec=spec)
+    with bad_input_exits():  # one message and exit status 2, no traceback
+        try:
+            spec = ShapesSpec(num_train=args.num_train, num_val=args.num_val,
+                              image_size=args.image_size, min_shapes=args.min_shapes,
+                              max_shapes=args.max_shapes, seed=args.seed)
+            roots = generate_shapes(args.root, layouts=args.layouts, spec=spec)
+        except FileExistsError as error:
+            raise BadInputError(f'{error}: give a new or empty folder, or the folder of an '
+                                f'earlier shapes tree') from error
+        except ValueError as error:  # a spec out of range
+            raise BadInputError(str(error)) from error
     for layout, root in roots.items():
         print(f'{layout}: {root}')
     print(f'done in {time.perf_counter() - start:.1f}s')

@@ -16,15 +16,20 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmhybrid.engine import (build_runner, build_test_config,  # noqa: E402
-                             exit_if_inputs_missing)
+from mmhybrid.engine import (bad_input_exits, build_runner, build_test_config,  # noqa: E402
+                             exit_if_checkpoint_unusable, exit_if_inputs_missing)
 
 
 def parse_args(argv=None):
@@ -61,13 +66,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = build_test_config(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
-                            show=args.show, show_dir=args.show_dir, wait_time=args.wait_time,
-                            tta=args.tta, cfg_options=args.cfg_options, launcher=args.launcher,
-                            switch_to_deploy=args.switch_to_deploy, plain=args.plain)
-    exit_if_inputs_missing(args.config, cfg, ('test', ), [(args.checkpoint, 'checkpoint to test')],
-                           pretrained=False)
-    build_runner(cfg).test()
+    with bad_input_exits():  # one message and exit status 2, no traceback
+        cfg = build_test_config(args.config, args.checkpoint, work_dir=args.work_dir,
+                                out=args.out, show=args.show, show_dir=args.show_dir,
+                                wait_time=args.wait_time, tta=args.tta,
+                                cfg_options=args.cfg_options, launcher=args.launcher,
+                                switch_to_deploy=args.switch_to_deploy, plain=args.plain)
+        exit_if_inputs_missing(args.config, cfg, ('test', ),
+                               [(args.checkpoint, 'checkpoint to test')], pretrained=False)
+        exit_if_checkpoint_unusable(args.checkpoint)  # before the Runner writes its work_dir
+        build_runner(cfg).test()
 
 
 if __name__ == '__main__':

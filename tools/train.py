@@ -11,15 +11,20 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 _REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmhybrid.engine import (build_runner, build_train_config,  # noqa: E402
-                             exit_if_inputs_missing)
+from mmhybrid.engine import (bad_input_exits, build_runner, build_train_config,  # noqa: E402
+                             exit_if_inputs_missing, train_fp32_without_amp_device)
 
 
 def parse_args(argv=None):
@@ -56,12 +61,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = build_train_config(args.config, work_dir=args.work_dir, amp=args.amp,
-                             auto_scale_lr=args.auto_scale_lr, resume=args.resume,
-                             cfg_options=args.cfg_options, launcher=args.launcher)
-    splits = ('train', 'val') if cfg.get('val_cfg') else ('train', )
-    exit_if_inputs_missing(args.config, cfg, splits, [(cfg.get('load_from'), 'load_from')])
-    build_runner(cfg).train()
+    with bad_input_exits():  # one message and exit status 2, no traceback
+        cfg = build_train_config(args.config, work_dir=args.work_dir, amp=args.amp,
+                                 auto_scale_lr=args.auto_scale_lr, resume=args.resume,
+                                 cfg_options=args.cfg_options, launcher=args.launcher)
+        splits = ('train', 'val') if cfg.get('val_cfg') else ('train', )
+        exit_if_inputs_missing(args.config, cfg, splits, [(cfg.get('load_from'), 'load_from')])
+        train_fp32_without_amp_device(cfg)
+        build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -1,8 +1,9 @@
 # Cascade Mask R-CNN (4conv1fc SyncBN bbox heads, GIoU loss) with a UniFormer-B backbone (hybrid
 # stage 3, window 14) on COCO, 3x schedule with multi-scale + crop training (model and pipeline:
 # ../_base_/det/cascade_maskrcnn_ms_crop.py, recipe: ../_base_/det/uniformer_3x.py). Official
-# config: object_detection/exp/cascade_mask_rcnn_3x_ms_hybrid_base/config.py (drop path 0.4).
-# Published: box AP / mask AP 53.8 / 46.4 (single-scale test).
+# config:
+# Sense-X/UniFormer@52a0415e4e0dda880fab8ffbc710e4d8e171149d:object_detection/exp/cascade_mask_rcnn_3x_ms_hybrid_base/config.py
+# (drop path 0.4). Published: box AP / mask AP 53.8 / 46.4 (single-scale test).
 _base_ = [
     '../_base_/det/cascade_maskrcnn_ms_crop.py',
     '../_base_/det/uniformer_3x.py',

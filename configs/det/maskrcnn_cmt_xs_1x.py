@@ -1,5 +1,6 @@
-# Mask R-CNN with a CMT-XS backbone on COCO, 1x schedule (recipe: ../_base_/det/cmt_1x.py).
-# Published: none (the paper reports COCO results for CMT-S only).
+# Mask R-CNN with a CMT-XS backbone on COCO, 1x schedule (recipe: ../_base_/det/cmt_1x.py). No
+# official config (no CMT detection code was released): the CMT paper's COCO settings, which follow
+# PVT's. Published: none (the paper reports COCO results for CMT-S only).
 _base_ = [
     '../_base_/det/maskrcnn.py',
     '../_base_/det/cmt_1x.py',

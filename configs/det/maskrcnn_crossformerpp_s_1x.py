@@ -1,7 +1,7 @@
 # Mask R-CNN with a CrossFormer++-S backbone on COCO, 1x schedule (recipe:
-# ../_base_/det/crossformer_1x.py, which the main branch keeps). Official config (branch `main`):
-# detection/configs/crossformer_pp/mask_rcnn_crossformerpp_s_fpn_1x_coco.py. Published (main
-# README): box/mask AP 46.4/42.1; no trained model released.
+# ../_base_/det/crossformer_1x.py, which the main branch keeps). Official config:
+# cheerss/CrossFormer@795201075f0066e78408882617312084e25aef61:detection/configs/crossformer_pp/mask_rcnn_crossformerpp_s_fpn_1x_coco.py.
+# Published (main README): box/mask AP 46.4/42.1; no trained model released.
 _base_ = [
     '../_base_/det/maskrcnn.py',
     '../_base_/det/crossformer_1x.py',

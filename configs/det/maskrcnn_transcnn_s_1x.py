@@ -1,6 +1,7 @@
 # Mask R-CNN with a TransCNN-Small (v1) backbone on COCO, 1x schedule (recipe:
-# ../_base_/det/hatnet_1x.py). Published: none (no dense-prediction result was published for
-# TransCNN v1).
+# ../_base_/det/hatnet_1x.py). No official config (no detection code was released): the HAT-Net /
+# TransCNN paper's COCO settings, which follow PVT's. Published: none (no dense-prediction result
+# was published for TransCNN v1).
 _base_ = [
     '../_base_/det/maskrcnn.py',
     '../_base_/det/hatnet_1x.py',

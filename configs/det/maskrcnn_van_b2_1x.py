@@ -1,5 +1,6 @@
-# Mask R-CNN with a VAN-B2 backbone on COCO, 1x schedule (recipe: ../_base_/det/van_1x.py).
-# Published: Mask R-CNN 1x box/mask AP 46.4 / 41.8.
+# Mask R-CNN with a VAN-B2 backbone on COCO, 1x schedule (recipe: ../_base_/det/van_1x.py). No
+# official config (no VAN detection code was released): the VAN paper's COCO settings. Published:
+# Mask R-CNN 1x box/mask AP 46.4 / 41.8.
 _base_ = [
     '../_base_/det/maskrcnn.py',
     '../_base_/det/van_1x.py',

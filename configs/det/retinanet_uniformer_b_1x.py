@@ -1,6 +1,6 @@
 # RetinaNet with a UniFormer-B backbone on COCO, 1x schedule (recipe:
-# ../_base_/det/uniformer_1x.py). New: the authors released no RetinaNet config or result; the
-# optimizer is their Mask R-CNN recipe. Published: none.
+# ../_base_/det/uniformer_1x.py). No official config: the authors released no RetinaNet config or
+# result; the optimizer is their Mask R-CNN recipe, in fp32. Published: none.
 _base_ = [
     '../_base_/det/retinanet.py',
     '../_base_/det/uniformer_1x.py',

@@ -1,5 +1,6 @@
-# RetinaNet with a VAN-B1 backbone on COCO, 1x schedule (recipe: ../_base_/det/van_1x.py).
-# Published: RetinaNet 1x box AP 42.3.
+# RetinaNet with a VAN-B1 backbone on COCO, 1x schedule (recipe: ../_base_/det/van_1x.py). No
+# official config (no VAN detection code was released): the VAN paper's COCO settings. Published:
+# RetinaNet 1x box AP 42.3.
 _base_ = [
     '../_base_/det/retinanet.py',
     '../_base_/det/van_1x.py',

@@ -1,8 +1,9 @@
-# Semantic FPN with a UniFormer-B backbone trained with global attention in stages 3 and 4 on
-# ADE20K (recipe: ../_base_/seg/fpn_uniformer_80k.py), tested global as well. Official config:
-# semantic_segmentation/fpn_seg/exp/fpn_global_base/config.py (the same as its `test_config_g`; drop path
-# 0.2). The same trained file tested with 32x32 windows: ./fpn_uniformer_b_80k_w32.py, hybrid:
-# ./fpn_uniformer_b_80k_h32.py. Published mIoU (single scale): 48.0.
+# Semantic FPN with a UniFormer-B backbone trained with global attention in stages 3 and 4 on ADE20K
+# (recipe: ../_base_/seg/fpn_uniformer_80k.py), tested global as well. Official config:
+# Sense-X/UniFormer@52a0415e4e0dda880fab8ffbc710e4d8e171149d:semantic_segmentation/fpn_seg/exp/fpn_global_base/config.py
+# (= its test_config_g; drop path 0.2). The same trained file tested with 32x32 windows:
+# ./fpn_uniformer_b_80k_w32.py, hybrid: ./fpn_uniformer_b_80k_h32.py. Published mIoU (single scale):
+# 48.0.
 _base_ = [
     '../_base_/seg/fpn_uniformer_80k.py',
     '../_base_/backbones/uniformer_b.py',

@@ -1,9 +1,11 @@
-# Semantic FPN with a VAN-B3 backbone on ADE20K (recipe: ../_base_/seg/fpn_van_40k.py). Published
-# mIoU (single scale): 48.1 (48.32).
+# Semantic FPN with a VAN-B3 backbone on ADE20K (recipe and backbone settings:
+# ../_base_/seg/fpn_van_40k.py). Official config:
+# Visual-Attention-Network/VAN-Segmentation@9b9e632a5e5eebdc0add82aa91d6f84b4b8a9e22:configs/sem_fpn/VAN/fpn_van_large_ade20k_40k.py.
+# Published mIoU (single scale): 48.1 (48.32).
 _base_ = [
     '../_base_/seg/fpn_van_40k.py',
     '../_base_/backbones/van_b3.py',
 ]
 model = dict(
-    backbone={{_base_.backbone}},
+    backbone=dict(_base_.backbone, drop_path_rate=_base_.fpn_van_drop_path_rate),
     neck=dict(in_channels={{_base_.backbone_channels}}))

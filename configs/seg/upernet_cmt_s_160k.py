@@ -1,5 +1,5 @@
-# UPerNet with a CMT-S backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). No official CMT
-# segmentation code or ADE20K result exists. Published mIoU: none.
+# UPerNet with a CMT-S backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). No official
+# config (no UPerNet code was released): Swin's UPerNet recipe. Published mIoU: none.
 _base_ = [
     '../_base_/seg/upernet_160k.py',
     '../_base_/backbones/cmt_s.py',

@@ -1,7 +1,7 @@
 # UPerNet with a CrossFormer-L backbone on ADE20K (recipe:
 # ../_base_/seg/upernet_crossformer_160k.py). Official config:
-# segmentation/configs/upernet_crossformer_l_ade20k.py. Published mIoU: 50.4 single scale, 51.4
-# multi-scale.
+# cheerss/CrossFormer@4fbf7501d6923f2564e8cb6d08a2d0138fc24a16:segmentation/configs/upernet_crossformer_l_ade20k.py.
+# Published mIoU: 50.4 single scale, 51.4 multi-scale.
 _base_ = [
     '../_base_/seg/upernet_crossformer_160k.py',
     '../_base_/backbones/crossformer_l.py',

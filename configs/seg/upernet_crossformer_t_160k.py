@@ -1,6 +1,6 @@
 # UPerNet with a CrossFormer-T backbone on ADE20K (recipe:
-# ../_base_/seg/upernet_crossformer_160k.py). The recipe of the official CrossFormer-S/B/L UPerNet
-# configs. Published: none (no official CrossFormer-T segmentation result).
+# ../_base_/seg/upernet_crossformer_160k.py). No official config: the recipe of the official
+# CrossFormer-S/B/L ones. Published: none (no official CrossFormer-T segmentation result).
 _base_ = [
     '../_base_/seg/upernet_crossformer_160k.py',
     '../_base_/backbones/crossformer_t.py',

@@ -1,6 +1,6 @@
 # UPerNet with a HAT-Net-Small backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). No
-# official UPerNet recipe exists for this backbone. Published: none (the paper reports no UPerNet
-# result).
+# official config (no UPerNet code was released): Swin's UPerNet recipe. Published: none (the paper
+# reports no UPerNet result).
 _base_ = [
     '../_base_/seg/upernet_160k.py',
     '../_base_/backbones/hatnet_small.py',

@@ -1,6 +1,6 @@
 # UPerNet with a TransCNN-Small (v1) backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). No
-# official UPerNet recipe exists for this backbone. Published: none (no dense-prediction result was
-# published for TransCNN v1).
+# official config (no UPerNet code was released): Swin's UPerNet recipe. Published: none (no
+# dense-prediction result was published for TransCNN v1).
 _base_ = [
     '../_base_/seg/upernet_160k.py',
     '../_base_/backbones/transcnn_small.py',

@@ -1,6 +1,7 @@
 # UPerNet with a UniFormer-S backbone on ADE20K (recipe: ../_base_/seg/upernet_160k.py). Official
-# config: semantic_segmentation/exp/upernet_hybrid_small/config.py (drop path: below). Published
-# mIoU (single scale): 46.9.
+# config:
+# Sense-X/UniFormer@52a0415e4e0dda880fab8ffbc710e4d8e171149d:semantic_segmentation/exp/upernet_hybrid_small/config.py
+# (drop path: below). Published mIoU (single scale): 46.9.
 _base_ = [
     '../_base_/seg/upernet_160k.py',
     '../_base_/backbones/uniformer_s.py',

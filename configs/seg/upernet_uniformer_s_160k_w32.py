@@ -1,6 +1,6 @@
 # UPerNet UniFormer-S trained global (./upernet_uniformer_s_160k_g.py, the same file), tested with
 # window attention in stage 3 (32x32 windows; stage 4 global). Official config:
-# semantic_segmentation/exp/upernet_global_small/test_config_w32.py. Published mIoU, single scale
-# (multi-scale, `--tta`): 46.6 (48.4).
+# Sense-X/UniFormer@52a0415e4e0dda880fab8ffbc710e4d8e171149d:semantic_segmentation/exp/upernet_global_small/test_config_w32.py.
+# Published mIoU, single scale (multi-scale, `--tta`): 46.6 (48.4).
 _base_ = ['./upernet_uniformer_s_160k_g.py']
 model = dict(backbone=dict(attn_modes=('window', 'global'), window_size=32))

@@ -1,14 +1,13 @@
 # UPerNet with a VAN-B5 (ImageNet-22k pretrained) backbone on ADE20K (recipe:
 # ../_base_/seg/upernet_van_160k.py). Official config:
-# Visual-Attention-Network/VAN-Segmentation@df79bb38:configs/upernet/22k_pretrained/upernet_van_b5_512x512_160k_ade20k_22k.py.
-# The UPerNet files come from the newer VAN code, whose stage-ending LayerNorms use eps 1e-5 (the
-# Semantic FPN files and the classification code: 1e-6). Published mIoU: 53.9 (multi-scale,
-# `--tta`).
+# Visual-Attention-Network/VAN-Segmentation@8285fc7ad39e7944d5f25ba132f1cdfdce7d865d:configs/upernet/22k_pretrained/upernet_van_b5_512x512_160k_ade20k_22k.py.
+# Its backbone as the newer VAN code that wrote the UPerNet files (SyncBN, stage-ending LayerNorms
+# with eps 1e-5: upernet_van_code). Published mIoU: 53.9 (multi-scale, `--tta`).
 _base_ = [
     '../_base_/seg/upernet_van_160k.py',
     '../_base_/backbones/van_b5_in22k.py',
 ]
 model = dict(
-    backbone=dict(_base_.backbone, stage_norm_eps=1e-5),
+    backbone=dict(_base_.backbone, **_base_.upernet_van_code),
     decode_head=dict(in_channels={{_base_.backbone_channels}}),
     auxiliary_head=dict(in_channels={{_base_.backbone_stage3_channels}}))

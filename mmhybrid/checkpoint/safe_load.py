@@ -20,6 +20,17 @@ class CheckpointLoadError(ValueError):
     """A checkpoint file could not be read (missing, truncated, corrupt or not a checkpoint)."""
 
 
+def without_unsafe_advice(text: str) -> str:
+    """``text`` (an error message of ``torch.load``) without its lines about ``weights_only``.
+
+    torch's weights-only errors advise loading with ``weights_only=False``, which would run a
+    hostile file's code: that advice is never passed on. What is left is the unpickler's own
+    complaint (e.g. ``Unsupported operand 63``).
+    """
+    kept = [line for line in text.splitlines() if line.strip() and 'weights_only' not in line]
+    return '\n'.join(kept).strip() or 'torch could not unpickle the file'
+
+
 class InertObject:
     """Stands in for an object of a class the checkpoint names but we refuse to import.
 
@@ -97,10 +108,11 @@ def load_foreign_checkpoint(path: str) -> Any:
         pass  # it pickles objects beyond the allow-list: use the restricted unpickler
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointLoadError(f'cannot read checkpoint {path}: it looks truncated or '
-                                  f'corrupt ({type(error).__name__}: {error})') from error
+                                  f'corrupt ({type(error).__name__}: '
+                                  f'{without_unsafe_advice(str(error))})') from error
     try:
         return torch.load(path, map_location='cpu', weights_only=False,
                           pickle_module=_RestrictedPickleModule)
     except Exception as error:  # noqa: BLE001 - any failure here means an unreadable file
         raise CheckpointLoadError(f'cannot read checkpoint {path}: {type(error).__name__}: '
-                                  f'{error}') from error
+                                  f'{without_unsafe_advice(str(error))}') from error

@@ -5,13 +5,19 @@ pycocotools or the checkpoint loader; the tools say instead what is missing, whe
 to get it, and how to try the package without it.
 """
 import os.path as osp
+import pickle
 import sys
+import zipfile
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
+import torch
 from mmengine.config import Config
 
-# Exit status of the tools when a config's inputs are missing (argparse uses 2 for bad usage).
-MISSING_INPUTS_EXIT = 2
+from ..checkpoint.safe_load import CheckpointLoadError, load_foreign_checkpoint
+from .cli import BAD_INPUT_EXIT, exit_bad_input
+
+# Exit status of the tools when a config's inputs are missing (bad input: see ``cli``).
+MISSING_INPUTS_EXIT = BAD_INPUT_EXIT
 
 
 def _datasets(dataset: Any) -> Iterator[dict]:
@@ -101,3 +107,43 @@ def exit_if_inputs_missing(config: str,
     if missing:
         print(missing_inputs_message(config, missing), file=sys.stderr)
         raise SystemExit(MISSING_INPUTS_EXIT)
+
+
+def checkpoint_to_test_problem(checkpoint: str) -> Optional[str]:
+    """Why ``checkpoint`` cannot be tested, or ``None``: it must load as the Runner loads it
+    (``torch.load`` with ``weights_only=True`` and the types ``import mmhybrid`` allows) and hold a
+    whole detector or segmenter, not a backbone alone.
+
+    Args:
+        checkpoint: Path of an existing file.
+    """
+    from ..checkpoint.dense import is_dense_model  # mmhybrid.checkpoint imports this package
+    try:
+        obj = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
+            zipfile.BadZipFile):
+        try:
+            load_foreign_checkpoint(checkpoint)
+        except CheckpointLoadError as error:
+            return (f'{str(error).rstrip(".")}. Give a checkpoint written by tools/train.py, or '
+                    f'download the file again.')
+        return (f'{checkpoint} holds Python objects that torch does not load safely (a file '
+                f'of another mmdet/mmseg version?): convert it with tools/convert_checkpoint.py '
+                f'{checkpoint} NEW.pth --config CONFIG, which reads it without running its code, '
+                f'and test NEW.pth.')
+    state_dict = obj.get('state_dict', obj) if isinstance(obj, dict) else None
+    if not isinstance(state_dict, dict) or not is_dense_model(state_dict):
+        return (f'{checkpoint} is not a trained detector or segmenter: it has no backbone next '
+                f'to a neck or head (an ImageNet backbone file?). tools/test.py evaluates a whole '
+                f'model: give a checkpoint written by tools/train.py or an authors\' released '
+                f'model converted with tools/convert_checkpoint.py; ImageNet weights initialise '
+                f'training through the backbone\'s init_cfg.')
+    return None
+
+
+def exit_if_checkpoint_unusable(checkpoint: str) -> None:
+    """For ``tools/test.py``: exits with status 2 and one message when
+    :func:`checkpoint_to_test_problem` finds a problem (before the Runner writes anything)."""
+    problem = checkpoint_to_test_problem(checkpoint)
+    if problem is not None:
+        exit_bad_input(problem)

@@ -16,6 +16,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .atomic_backend import ATOMIC_BACKEND
+from .cli import BadInputError, check_config_file
 from .dist import setup_cpu_distributed
 
 
@@ -45,7 +46,12 @@ def load_config(config: str,
                 launcher: str = 'none',
                 work_dir: Optional[str] = None) -> Config:
     """Reads ``config``, merges ``cfg_options`` and sets the launcher and the work_dir
-    (``work_dir`` > the config's > ``./work_dirs/<config name>``)."""
+    (``work_dir`` > the config's > ``./work_dirs/<config name>``).
+
+    Raises:
+        BadInputError: ``config`` is not a file.
+    """
+    check_config_file(config)
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options is not None:
@@ -82,10 +88,37 @@ def use_amp(cfg: Config) -> None:
                   level=logging.WARNING)
         return
     if optim_wrapper != 'OptimWrapper':
-        raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper or AmpOptimWrapper, '
-                         f'got {optim_wrapper!r}')
+        raise BadInputError(f'--amp needs optim_wrapper.type OptimWrapper or AmpOptimWrapper, '
+                            f'got {optim_wrapper!r}')
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
     cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def amp_device_available() -> bool:
+    """Whether mmengine's ``AmpOptimWrapper`` can be built here (it asserts one of these)."""
+    from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
+                                 is_npu_available)
+    return (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available())
+
+
+def train_fp32_without_amp_device(cfg: Config) -> bool:
+    """Turns an ``AmpOptimWrapper`` (from the config or ``--amp``) into a plain fp32
+    ``OptimWrapper`` on a machine without a GPU (or NPU/MLU/MUSA), where mmengine's wrapper
+    would fail an assert when it is built; says so in one line. Returns whether it did.
+
+    The configs that the authors trained with mixed precision ask for it; on a CPU the same
+    recipe runs in fp32, which is what a CPU can run.
+    """
+    optim_wrapper = cfg.get('optim_wrapper') or {}
+    if optim_wrapper.get('type') != 'AmpOptimWrapper' or amp_device_available():
+        return False
+    optim_wrapper.type = 'OptimWrapper'
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):
+        optim_wrapper.pop(key, None)
+    print_log('no GPU here: mixed precision (AmpOptimWrapper) needs one, training in fp32 '
+              'instead', logger='current', level=logging.WARNING)
+    return True
 
 
 def enable_auto_scale_lr(cfg: Config) -> None:
@@ -94,8 +127,8 @@ def enable_auto_scale_lr(cfg: Config) -> None:
             'base_batch_size' in cfg.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     else:
-        raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '
-                           '"auto_scale_lr.base_batch_size" in your configuration file.')
+        raise BadInputError('--auto-scale-lr needs auto_scale_lr with enable and base_batch_size '
+                            'in the config (mmdet configs have it)')
 
 
 def build_train_config(config: str,
@@ -143,8 +176,8 @@ def enable_visualization(cfg: Config,
     (relative to the work_dir's timestamped folder, as in mmdet/mmseg)."""
     hooks = cfg.default_hooks
     if 'visualization' not in hooks:
-        raise RuntimeError('VisualizationHook must be included in default_hooks to use '
-                           '--show or --show-dir.')
+        raise BadInputError('--show and --show-dir need a VisualizationHook in the config\'s '
+                            'default_hooks')
     hooks.visualization.draw = True
     if show:
         hooks.visualization.show = True
@@ -161,7 +194,7 @@ def enable_visualization(cfg: Config,
 def add_dump(cfg: Config, out: str) -> None:
     """Adds mmdet's ``DumpDetResults`` / mmseg's ``DumpResults`` to the test evaluator."""
     if not out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl/.pickle file, got {out!r}')
+        raise BadInputError(f'--out must be a .pkl/.pickle file, got {out!r}')
     metric = dict(type='DumpDetResults' if config_scope(cfg) == 'mmdet' else 'DumpResults',
                   out_file_path=out)
     evaluator = cfg.test_evaluator
@@ -177,7 +210,7 @@ def add_dump(cfg: Config, out: str) -> None:
 def use_tta(cfg: Config) -> None:
     """Test-time augmentation from the config's ``tta_model`` and ``tta_pipeline``."""
     if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-        raise ValueError('--tta needs tta_model and tta_pipeline in the config')
+        raise BadInputError('--tta needs tta_model and tta_pipeline in the config')
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     cfg.tta_model.module = cfg.model
     cfg.model = cfg.tta_model

@@ -20,12 +20,17 @@ import argparse
 import os.path as osp
 import statistics
 import sys
+import warnings
 import tempfile
 import time
 
 _REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
 DEFAULT_CONFIGS = [
     'configs/seg/fpn_crossformer_s_80k.py', 'configs/seg/fpn_uniformer_s_80k.py',

@@ -18,10 +18,15 @@ Needs the ``deploy`` extra: ``pip install -e .[deploy]``.
 import argparse
 import os.path as osp
 import sys
+import warnings
 
 _REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if _REPO not in sys.path:  # a checkout's tools run its own package, pip-installed or not
     sys.path.insert(0, _REPO)
+if not sys.warnoptions:  # -W and PYTHONWARNINGS keep the last word
+    # setuptools' notice about third-party uses of pkg_resources: nothing a user can act on
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                            category=UserWarning)
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -48,20 +53,20 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmhybrid.engine import BadInputError, bad_input_exits, exit_bad_input
     try:
         from mmhybrid.deploy import ExportError, export_onnx
     except ImportError as error:  # onnx / onnxruntime / onnxscript missing
-        print(f'error: {error}; install the deploy extra: pip install -e .[deploy]',
-              file=sys.stderr)
-        return 1
-    try:
-        result = export_onnx(args.config, args.checkpoint, args.out, shape=args.shape,
-                             dynamic=args.dynamic, opset=args.opset, check=not args.no_check,
-                             overwrite=args.overwrite, cfg_options=args.cfg_options,
-                             switch_to_deploy=args.switch_to_deploy)
-    except (ExportError, FileNotFoundError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+        exit_bad_input(f'{error}; install the deploy extra: pip install -e .[deploy]')
+    with bad_input_exits():  # one message and exit status 2, no traceback
+        try:
+            result = export_onnx(args.config, args.checkpoint, args.out, shape=args.shape,
+                                 dynamic=args.dynamic, opset=args.opset,
+                                 check=not args.no_check, overwrite=args.overwrite,
+                                 cfg_options=args.cfg_options,
+                                 switch_to_deploy=args.switch_to_deploy)
+        except (ExportError, FileNotFoundError) as error:
+            raise BadInputError(str(error)) from error
     for check in result.checks:
         size = 'x'.join(str(s) for s in check['input'])
         print(f'checked {check["file"]} at {size}: max relative error '

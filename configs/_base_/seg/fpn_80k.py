@@ -8,6 +8,8 @@
 _base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', './ade20k_test.py']
 model = dict(pretrained=None)  # the backbone's init_cfg loads the ImageNet file
 train_dataloader = dict(batch_size=2)  # x 8 GPUs = 16
+# The total batch of the recipe: `tools/train.py --auto-scale-lr` scales the lr to other totals.
+auto_scale_lr = dict(enable=False, base_batch_size=16)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',

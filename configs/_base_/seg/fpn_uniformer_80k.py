@@ -4,6 +4,7 @@
 # 1e-8 x lr. The drop path (S 0.1, B 0.2) is set by each leaf.
 _base_ = ['./fpn_80k.py']
 train_dataloader = dict(batch_size=4)  # x 8 GPUs = 32
+auto_scale_lr = dict(base_batch_size=32)
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
 # mmcv 1.x `warmup` scaled the cosine schedule's lr during the first 1000 iterations: the two
 # schedulers overlap.

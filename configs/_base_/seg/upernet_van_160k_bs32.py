@@ -3,3 +3,4 @@
 # rate unchanged).
 _base_ = ['./upernet_van_160k.py']
 train_dataloader = dict(batch_size=4)  # x 8 GPUs = 32
+auto_scale_lr = dict(base_batch_size=32)
