@@ -451,10 +451,6 @@ def main() -> None:
         settle_allocator()
     args.work.mkdir(parents=True, exist_ok=True)
     size = tuple(args.size or MODELS[args.model]['size'])
-    if args.model == 'cmt-s' and size != (224, 224):
-        # The authors' CMT sizes its dense position biases by img_size; mmhybrid's stores them
-        # at the pretrain grid and resizes them per input, so other sizes are not the same model.
-        parser.error('cmt-s is compared at its pretrain size, 224x224')
     if args.side != 'ours' and args.mirror is None:
         parser.error(f'side {args.side} needs --mirror')
     if args.side == 'both' and args.compile:

@@ -373,7 +373,8 @@ def test_weight_sync_check_hook_across_two_processes(tmp_path, perturb):
 
 
 class _TinyNet(torch.nn.Module):
-    """Parameters matched by the configs' paramwise ``custom_keys`` ('norm', 'layer_scale')."""
+    """A norm (excluded from weight decay by the configs' paramwise ``custom_keys``) and a layer
+    scale (decayed: VAN's UPerNet recipe decays its layer scales, as the authors' configs do)."""
 
     def __init__(self):
         super().__init__()
@@ -411,7 +412,8 @@ def test_plain_groups_constructor_keeps_the_default_groups():
         assert [id(p) for p in mine['params']] == [id(p) for p in theirs['params']]
         assert all(mine[k] == theirs[k] for k in mine if k != 'params')
     decays = {id(p): g['weight_decay'] for g in ours.optimizer.param_groups for p in g['params']}
-    assert decays[id(model.layer_scale)] == 0 and decays[id(model.conv.weight)] > 0
+    assert decays[id(model.norm.weight)] == 0 and decays[id(model.conv.weight)] > 0
+    assert decays[id(model.layer_scale)] == decays[id(model.conv.weight)]
 
 
 def test_compiled_train_step_with_paramwise_groups():

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from archs import UNIFORMER_CLASSIFICATION
+from mmhybrid import optimize_for_inference
 from helpers import (OFFICIAL_FILES, as_float, assert_stages_close, checkpoint_name,
                      converted_model, official_state_dict, parity_case, stored_case)
 from parity_rule import checkpoint_fingerprint, tensor_sha256
@@ -159,6 +160,20 @@ def test_parity(name, precision):
             outs = getattr(model, method)(inputs)
         assert all(o.dtype == inputs.dtype for o in outs)
         assert_stages_close(as_float(outs), data[row.key], tolerances)
+
+
+@pytest.mark.parametrize('name', [name for name, row in ROWS.items() if not row.deploy])
+def test_parity_optimized_for_inference(name):
+    """Every row again after ``mmhybrid.optimize_for_inference`` (folded, the CPU fast paths
+    swapped in), float32."""
+    row = ROWS[name]
+    data = parity_case(row.case)
+    model = optimize_for_inference(converted_model(row.weights, **(row.kwargs or {})))
+    for method in row.methods:
+        with torch.no_grad():
+            outs = getattr(model, method)(data['inputs'])
+        assert_stages_close(as_float(outs), data[row.key],
+                            data['meta']['tolerances']['float32_impl'])
 
 
 @pytest.mark.parametrize('lda_mode', ['iclr', 'regional'])
