@@ -312,12 +312,15 @@ def build_authors(name: str, mirror: Optional[Path], work: Path, size,
 def resized_cmt_biases(drawn: Dict[str, torch.Tensor],
                        model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     """``drawn`` (CMT weights of one size) with each stage's ``relative_pos`` resized to the
-    shape of ``model``'s by mmhybrid's own resize (``layers/position_bias.py``, loaded from its
-    file alone: the stand-ins for ``mmcv`` are in place while the authors' model is built)."""
-    spec = importlib.util.spec_from_file_location(
-        'mmhybrid_position_bias', REPO / 'mmhybrid' / 'models' / 'layers' / 'position_bias.py')
-    position_bias = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(position_bias)
+    shape of ``model``'s by mmhybrid's own resize (``layers/position_bias.py`` and the
+    ``layers/tracing.py`` it imports, loaded from their folder as a package of their own, not
+    through ``mmhybrid``: the stand-ins for ``mmcv`` are in place while the authors' model is
+    built)."""
+    if 'mmhybrid_layers_alone' not in sys.modules:
+        package = types.ModuleType('mmhybrid_layers_alone')
+        package.__path__ = [str(REPO / 'mmhybrid' / 'models' / 'layers')]
+        sys.modules['mmhybrid_layers_alone'] = package
+    position_bias = importlib.import_module('mmhybrid_layers_alone.position_bias')
     state = dict(drawn)
     target = model.state_dict()
     for key, value in drawn.items():
