@@ -90,12 +90,6 @@ def inductor_freezing() -> Iterator[None]:
         yield
 
 
-def inductor_freezing_enabled() -> bool:
-    """Whether inductor's ``freezing`` config is on (only meaningful while compiling)."""
-    import torch._inductor.config as inductor_config
-    return bool(inductor_config.freezing)
-
-
 def module_hooks(module: nn.Module) -> bool:
     """Whether ``module`` has forward hooks or forward pre-hooks of its own."""
     return bool(module._forward_hooks or module._forward_pre_hooks)
