@@ -16,10 +16,8 @@ from mmhybrid.models import CrossFormer
 from mmhybrid.accel import crossformer as accel_crossformer
 from mmhybrid.accel import layers as accel_layers
 from mmhybrid.accel.attention import short_key_kernel
-from mmhybrid.accel.crossformer import (ChunkedCrossFormerBlock, FastCrossScalePatchEmbed,
-                                        group_chunks)
+from mmhybrid.accel.crossformer import ChunkedCrossFormerBlock, group_chunks
 from mmhybrid.accel.layers import FastMlp, SpaceToDepthConv2d, space_to_depth_conv
-from mmhybrid.accel.ops import is_channels_last
 from mmhybrid.models.backbones.crossformer import (CrossFormerBlock, CrossScaleMerging,
                                                    CrossScalePatchEmbed, has_cooling)
 from mmhybrid.models.layers import group_shape
@@ -317,44 +315,6 @@ def test_first_embedding_trains_its_wide_kernels_as_space_to_depth_convs(monkeyp
     embed.requires_grad_(False)
     embed(x)
     assert calls == [16, 32]
-
-
-def test_embedding_convs_read_a_channels_last_image_at_inference():
-    # oneDNN's NCHW path for kernels wider than the stride is an im2col product (its reference
-    # kernel for 32x32 with one thread): the inference embedding gives the convs one shared
-    # channels-last copy of the image. Same values.
-    torch.manual_seed(0)
-    plain = CrossScalePatchEmbed(3, 32, (4, 8, 16, 32), stride=4).double()
-    embed = copy.deepcopy(plain)
-    embed.__class__ = FastCrossScalePatchEmbed
-    embed.wide_kernels = True
-    x = torch.randn(2, 3, 37, 50, dtype=torch.float64)
-    seen = []
-    for conv in embed.projs:
-        conv.register_forward_pre_hook(lambda _, args: seen.append(
-            (args[0].is_contiguous(memory_format=torch.channels_last), args[0].data_ptr())))
-    with torch.no_grad():
-        want = plain(x)
-        got = embed(x)
-    assert [cl for cl, _ in seen] == [True] * 4 and len({ptr for _, ptr in seen}) == 1
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    assert got.shape == (2, 32, 9, 12)
-
-
-@pytest.mark.parametrize('grad', [False, True])
-def test_stages_hand_channels_last_maps_on_and_the_backbone_returns_contiguous_ones(grad):
-    # A stage's output is the NCHW view of its blocks' (B, H, W, C) tokens: the next stage's
-    # LayerNorm and convs read it without a copy; forward() makes the returned maps contiguous.
-    torch.manual_seed(0)
-    model = reduced_model(out_indices=(0, 1, 2, 3)).eval()
-    x = torch.randn(1, 3, 64, 96)
-    seen = []
-    for stage in model.stages[1:]:
-        stage.register_forward_pre_hook(lambda _, args: seen.append(is_channels_last(args[0])))
-    with torch.set_grad_enabled(grad):
-        outs = model(x)
-    assert seen == [True] * 3
-    assert len(outs) == 4 and all(out.is_contiguous() for out in outs)
 
 
 def test_group_size_and_interval_per_stage():

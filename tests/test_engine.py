@@ -253,9 +253,10 @@ def test_optimize_hooks_find_the_backbones_through_wrappers():
         return model, wrapper
 
     model, wrapper = detector()
-    OptimizeForTrainingHook(in_place_residuals=False).before_train(SimpleNamespace(model=wrapper))
-    kinds = {type(m).__name__ for m in model.backbone.modules()}
-    assert 'PhaseDilatedConv2d' in kinds and 'ResidualVANBlock' not in kinds
+    OptimizeForTrainingHook(phase_form=False).before_train(SimpleNamespace(model=wrapper))
+    assert 'PhaseDilatedConv2d' not in {type(m).__name__ for m in model.backbone.modules()}
+    OptimizeForTrainingHook().before_train(SimpleNamespace(model=wrapper))
+    assert 'PhaseDilatedConv2d' in {type(m).__name__ for m in model.backbone.modules()}
     OptimizeForInferenceHook().before_test(SimpleNamespace(model=wrapper))
     assert model.backbone.optimized and not model.training
 

@@ -1,4 +1,4 @@
-"""Memory at detection sizes: in-place residual sums, row bands of the wide convolutional MLPs
+"""Memory at detection sizes: row bands of the wide convolutional MLPs
 (mmhybrid.accel, inference), the bias resize as matrix products, attention with a learnable
 bias that recomputes its probabilities in the backward and GELU+BatchNorm storing one map
 (mmhybrid.accel, training). Each must leave the function and its gradients as they were; the
@@ -16,47 +16,12 @@ from mmhybrid.accel import attention as attention_grad
 from mmhybrid.accel import optimize_for_training
 from mmhybrid.accel.attention import recomputed_bias_attention, recomputed_bias_kernel
 from mmhybrid.accel.cmt import FastIRFFN, gelu_batchnorm_pairs
-from mmhybrid.accel.layers import GeluBatchNorm, GeluBatchNorm2d, add_residual
+from mmhybrid.accel.layers import GeluBatchNorm, GeluBatchNorm2d
 from mmhybrid.accel.ops import map_row_bands, pointwise_conv, rows_per_band
 from mmhybrid.accel.van import FastVANMlp
 from mmhybrid.models.backbones.cmt import IRFFN
 from mmhybrid.models.backbones.van import VANMlp
 from mmhybrid.models.layers import cubic_resize_matrix, grouped_attention
-
-
-# ---------------------------------------------------------------------------- add_residual
-def test_add_residual_in_place_when_exact():
-    x = torch.randn(1, 4, 5, 6).contiguous(memory_format=torch.channels_last)
-    branch = torch.randn(1, 4, 5, 6).contiguous(memory_format=torch.channels_last)
-    expected = x + branch
-    out = add_residual(branch, x)
-    assert out.data_ptr() == branch.data_ptr()
-    assert torch.equal(out, expected) and out.stride() == expected.stride()
-
-
-@pytest.mark.parametrize('case', ['dtype', 'broadcast', 'layout', 'shared'])
-def test_add_residual_out_of_place_otherwise(case):
-    x = torch.randn(1, 4, 5, 6)
-    branch = {'dtype': torch.randn(1, 4, 5, 6, dtype=torch.bfloat16),
-              'broadcast': torch.randn(1, 4, 1, 1),
-              'layout': torch.randn(1, 4, 5, 6).contiguous(memory_format=torch.channels_last),
-              'shared': x[:]}[case]
-    before = branch.clone()
-    expected = x + branch
-    out = add_residual(branch, x)
-    assert torch.equal(branch, before), 'the branch must not be overwritten'
-    assert torch.equal(out, expected) and out.dtype == expected.dtype
-    assert out.stride() == expected.stride()
-
-
-def test_add_residual_gradients():
-    conv = nn.Conv2d(3, 3, 3, padding=1)
-    x = torch.randn(1, 3, 6, 7, requires_grad=True)
-    add_residual(conv(x), x).square().sum().backward()
-    grads = [x.grad.clone(), conv.weight.grad.clone()]
-    x.grad = conv.weight.grad = None
-    (x + conv(x)).square().sum().backward()
-    torch.testing.assert_close(grads, [x.grad, conv.weight.grad], rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------- row bands
@@ -226,8 +191,7 @@ def test_gradients_equal_explicit_attention(family, size, monkeypatch):
     plain = MODELS.build(dict(type=f'mmhybrid.{family}',
                               **CONTRACT_MODELS[family])).double().train()
     model = optimize_for_training(copy.deepcopy(plain), onednn_linear=False,
-                                  gelu_batchnorm=False, space_to_depth=False,
-                                  in_place_residuals=False)
+                                  gelu_batchnorm=False, space_to_depth=False)
     x = torch.randn(2, 3, *size, dtype=torch.float64)
 
     def grads(model):

@@ -67,8 +67,7 @@ def phase_form_model():
     torch.manual_seed(0)
     model = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1],
                           mlp_ratios=[2, 2, 2, 2])).double()
-    fast = optimize_for_training(copy.deepcopy(model), onednn_linear=False,
-                                 in_place_residuals=False)
+    fast = optimize_for_training(copy.deepcopy(model), onednn_linear=False)
     assert sum(type(m) is PhaseDilatedConv2d for m in fast.modules()) == 4
     return model, fast
 

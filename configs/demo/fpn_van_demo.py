@@ -86,5 +86,5 @@ default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=val_interval, max_keep_ckpts=1))
 
 # The CPU training savers (mmhybrid.optimize_for_training): VAN's dilated convolution in its
-# phase form and residual sums written in place; the same gradients, a faster CPU step.
+# phase form; the same gradients, a faster CPU step.
 custom_hooks = [dict(type='mmhybrid.OptimizeForTrainingHook')]

@@ -88,5 +88,5 @@ log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 
 # The CPU training savers (mmhybrid.optimize_for_training): VAN's dilated convolution in its
-# phase form and residual sums written in place; the same gradients, a faster CPU step.
+# phase form; the same gradients, a faster CPU step.
 custom_hooks = [dict(type='mmhybrid.OptimizeForTrainingHook')]

@@ -1,13 +1,11 @@
 """CMT's modules for CPU inference and for training with less memory.
 
-Inference (:func:`optimize_cmt_for_inference`, on a deployed backbone): the stem's convolutions
-with their GELU applied as oneDNN writes them and the frozen norms applied in place; the IRFFN
-in bands of rows (its hidden maps have 4x the channels), each band's 1x1 convolutions as products
-over the channels with GELU fused, its depth-wise convolution with GELU fused; residual sums
-written into the branch; a position bias too large to build whole handed to the blocks in bands
-of query rows (:class:`RowBandBias`). Training (:func:`optimize_cmt_for_training`): the GELUs
-and BatchNorms of the stem and the IRFFN store one map instead of two
-(:class:`~mmhybrid.accel.layers.GeluBatchNorm2d`), residual sums written into the branch.
+Inference (:func:`optimize_cmt_for_inference`, on a deployed backbone): the IRFFN in bands of
+rows (its hidden maps have 4x the channels), each band's 1x1 convolutions as products over the
+channels with GELU fused, its depth-wise convolution with GELU fused; a position bias too large
+to build whole handed to the blocks in bands of query rows (:class:`RowBandBias`). Training
+(:func:`optimize_cmt_for_training`): the GELUs and BatchNorms of the stem and the IRFFN store one
+map instead of two (:class:`~mmhybrid.accel.layers.GeluBatchNorm2d`).
 """
 import math
 from typing import Callable, Union
@@ -16,12 +14,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmhybrid.models.backbones.cmt import (CMTBlock, CMTStage, CMTStem, IRFFN, LightweightMHSA,
-                                           key_grid)
+from mmhybrid.models.backbones.cmt import CMTStage, CMTStem, IRFFN, LightweightMHSA, key_grid
 from mmhybrid.models.layers import (cubic_resize_matrix, detached_without_autograd,
                                     merge_heads, resize_position_bias)
 from mmhybrid.models.layers.position_bias import Grid
-from .layers import GeluBatchNorm2d, add_residual
+from .layers import GeluBatchNorm2d
 from .ops import affine_, conv_gelu, map_row_bands, pointwise_conv, rows_per_band
 
 # A stage whose resized bias would exceed BIAS_WHOLE_BYTES runs attention in bands of query
@@ -77,17 +74,6 @@ class RowBandBias:
             first, last = int(used[0]), int(used[-1]) + 1
             band = weights[:, first:last] @ self.columns[:, first:last]
         return band.reshape(self.heads, -1, self.num_keys).to(self.dtype)
-
-
-class FastCMTStem(CMTStem):
-    """:class:`CMTStem` for inference: each conv with its GELU in one oneDNN call, each frozen
-    norm (``ChannelAffine``) applied in place."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i in range(1, 4):
-            x = conv_gelu(getattr(self, f'conv{i}'), getattr(self, f'act{i}'), x)
-            x = affine_(getattr(self, f'norm{i}'), x)
-        return x
 
 
 class FastCMTStage(CMTStage):
@@ -155,37 +141,14 @@ class FastIRFFN(IRFFN):
         return affine_(self.norm3, pointwise_conv(self.fc2, x, onednn=self.onednn))
 
 
-class TrainingIRFFN(IRFFN):
-    """:class:`IRFFN` whose residual around the depth-wise conv is written into the conv's
-    output (:func:`~mmhybrid.accel.layers.add_residual`)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(self.act1(self.fc1(x)))
-        x = add_residual(self.dwconv(x), x)
-        x = self.norm2(self.act2(x))
-        return self.norm3(self.fc2(x))
-
-
-class ResidualCMTBlock(CMTBlock):
-    """:class:`CMTBlock` whose residual sums are written into the branches' buffers
-    (:func:`~mmhybrid.accel.layers.add_residual`), training and inference."""
-
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        x = self.lpu(x) if self.lpu_residual_folded else add_residual(self.lpu(x), x)
-        x = add_residual(self.drop_path(self.attn(self.norm1(x), bias)), x)
-        return add_residual(self.drop_path(self.ffn(self.norm2(x))), x)
-
-
 def optimize_cmt_for_inference(backbone: nn.Module, swap: Callable[..., bool],
                                onednn: bool) -> None:
     """Swaps the inference modules into a deployed CMT (see the module docstring)."""
-    swap(backbone.stem, FastCMTStem)
     for stage in backbone.stages:
         if swap(stage, FastCMTStage):
             for block in stage.blocks:
                 swap(block.attn, FastLightweightMHSA)
         for block in stage.blocks:
-            swap(block, ResidualCMTBlock)
             if block.ffn.dw_residual_folded:
                 swap(block.ffn, FastIRFFN, onednn=onednn)
 
@@ -203,15 +166,13 @@ def gelu_batchnorm_pairs(module: nn.Module, pairs) -> None:
 
 
 def optimize_cmt_for_training(backbone: nn.Module, swap: Callable[..., bool],
-                              gelu_batchnorm: bool, in_place_residuals: bool) -> None:
+                              gelu_batchnorm: bool) -> None:
     """Swaps the training savers into CMT (see the module docstring)."""
-    if gelu_batchnorm and swap(backbone.stem, CMTStem):
+    if not gelu_batchnorm:
+        return
+    if swap(backbone.stem, CMTStem):
         gelu_batchnorm_pairs(backbone.stem, [(f'act{i}', f'norm{i}') for i in range(1, 4)])
     for stage in backbone.stages:
         for block in stage.blocks:
-            if in_place_residuals:
-                swap(block, ResidualCMTBlock)
-            if gelu_batchnorm and swap(block.ffn, TrainingIRFFN if in_place_residuals else IRFFN):
+            if swap(block.ffn, IRFFN):
                 gelu_batchnorm_pairs(block.ffn, [('act1', 'norm1'), ('act2', 'norm2')])
-            elif in_place_residuals:
-                swap(block.ffn, TrainingIRFFN)

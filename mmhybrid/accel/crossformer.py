@@ -2,11 +2,7 @@
 
 Inference (:func:`optimize_crossformer_for_inference`): each block attends in chunks of groups
 and runs its MLP in bands of rows (:class:`ChunkedCrossFormerBlock`), its windows of few keys
-through :func:`~mmhybrid.accel.attention.short_key_kernel`; the cross-scale embedding layers
-read a channels-last copy of their input (:class:`ChannelsLastCrossScaleMixin`): oneDNN runs
-kernels wider than the stride as im2col products on an NCHW map and as direct convolutions on
-a channels-last one, several times faster (and with one thread it fell back to its reference
-kernel for the 32x32 conv). Training (:func:`optimize_crossformer_for_training`): the first
+through :func:`~mmhybrid.accel.attention.short_key_kernel`. Training (:func:`optimize_crossformer_for_training`): the first
 layer's 16x16 and 32x32 kernels of stride 4 as space-to-depth convolutions
 (:class:`~mmhybrid.accel.layers.SpaceToDepthConv2d`).
 """
@@ -15,8 +11,7 @@ from typing import Callable, List, Tuple
 import torch
 import torch.nn as nn
 
-from mmhybrid.models.backbones.crossformer import (CrossFormerBlock, CrossScaleMerging,
-                                                   CrossScalePatchEmbed)
+from mmhybrid.models.backbones.crossformer import CrossFormerBlock
 from mmhybrid.models.layers import (TokenAttention, crop_to, pad_to_multiple, padding_map,
                                     partition_groups, same_size)
 from mmhybrid.models.layers.windows import layout_unit, resolve_layout
@@ -100,52 +95,10 @@ def group_chunks(regions: int, stride: int, phase_tokens: int,
             for region in range(regions) for phase in range(0, stride, step)]
 
 
-
-class ChannelsLastCrossScaleMixin:
-    """A cross-scale embedding layer whose convolutions read a channels-last copy of an NCHW
-    input on the CPU (made once, shared by the convs), where a kernel is wider than its
-    stride."""
-
-    # Whether a kernel of the layer is wider than its stride (set when swapped in).
-    wide_kernels = False
-
-    def convs_input(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == 'cpu' and x.dim() == 4 and self.wide_kernels:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
-
-
-class FastCrossScalePatchEmbed(ChannelsLastCrossScaleMixin, CrossScalePatchEmbed):
-    """:class:`CrossScalePatchEmbed` reading a channels-last copy of its input."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convs_input(x)
-        return self.norm(torch.cat([conv(x) for conv in self.projs], dim=1))
-
-
-class FastCrossScaleMerging(ChannelsLastCrossScaleMixin, CrossScaleMerging):
-    """:class:`CrossScaleMerging` whose convolutions read a channels-last copy of its input."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convs_input(pad_to_multiple(self.norm(x), self.stride))
-        return torch.cat([conv(x) for conv in self.reductions], dim=1)
-
-
-def _wide_kernels(convs) -> bool:
-    return any(conv.kernel_size[0] > conv.stride[0] for conv in convs)
-
-
 def optimize_crossformer_for_inference(backbone: nn.Module, swap: Callable[..., bool],
                                        onednn: bool) -> None:
     """Swaps the inference modules into a CrossFormer (see the module docstring)."""
     for stage in backbone.stages:
-        downsample = stage.downsample
-        if isinstance(downsample, CrossScalePatchEmbed):
-            swap(downsample, FastCrossScalePatchEmbed, bypass=False,
-                 wide_kernels=_wide_kernels(downsample.projs))
-        else:
-            swap(downsample, FastCrossScaleMerging, bypass=False,
-                 wide_kernels=_wide_kernels(downsample.reductions))
         for block in stage.blocks:
             if swap(block, ChunkedCrossFormerBlock):
                 swap(block.mlp, FastMlp)

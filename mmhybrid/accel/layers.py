@@ -9,8 +9,7 @@ keys), swapped in by :func:`~mmhybrid.accel.optimize_for_inference` or
 - :class:`SpaceToDepthConv2d`: a convolution whose kernel spans several strides, trained as a
   stride-1 convolution over its input's space-to-depth rearrangement;
 - :class:`GeluBatchNorm2d`: ``BatchNorm2d(GELU(x))`` in training storing one map, not two;
-- :class:`FastMlp`: the token MLP with its activation applied as the first product writes;
-- :func:`add_residual`: residual sums written into the branch's buffer.
+- :class:`FastMlp`: the token MLP with its activation applied as the first product writes.
 """
 from typing import Any, Optional, Tuple
 
@@ -22,25 +21,6 @@ from torch.autograd.function import once_differentiable
 from mmhybrid.models.layers import Mlp, ceil_div, crop_to
 from mmhybrid.models.layers.padding import padding_to_multiple
 from .ops import is_channels_last, linear_module_act
-
-
-def add_residual(branch: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-    """``shortcut + branch``, written into ``branch`` when that gives the same tensor.
-
-    ``branch`` must be a fresh result the caller owns (a conv, norm or linear output, whose
-    backward does not read it). The addition is done in place when both tensors have the same
-    shape, dtype and strides and do not share storage: the values (addition is commutative),
-    dtype and layout are those of ``shortcut + branch``, and one map-sized buffer less is live
-    at the peak. Otherwise (mixed dtypes under autocast, broadcasting, different layouts) it is
-    the plain out-of-place sum. Traced graphs get the plain sum (the compiler plans memory).
-    """
-    if torch.compiler.is_compiling():
-        return shortcut + branch
-    if (branch.shape == shortcut.shape and branch.dtype == shortcut.dtype
-            and branch.stride() == shortcut.stride()
-            and branch.untyped_storage().data_ptr() != shortcut.untyped_storage().data_ptr()):
-        return branch.add_(shortcut)
-    return shortcut + branch
 
 
 class FastMlp(Mlp):

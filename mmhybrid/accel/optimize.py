@@ -146,8 +146,7 @@ def optimize_for_training(model: nn.Module,
                           recomputed_attention: bool = True,
                           gelu_batchnorm: bool = True,
                           space_to_depth: bool = True,
-                          phase_form: bool = True,
-                          in_place_residuals: bool = True) -> nn.Module:
+                          phase_form: bool = True) -> nn.Module:
     """Swaps training savers into every mmhybrid backbone in ``model``, in place.
 
     Each saver keeps the outputs, gradients and running statistics of the plain model (up to
@@ -168,7 +167,6 @@ def optimize_for_training(model: nn.Module,
             convolutions (a faster weight gradient on the CPU).
         phase_form: VAN's dilated depth-wise convolution in its phase form (several times
             faster on the CPU).
-        in_place_residuals: Residual sums written into the branch's buffer (CMT, VAN).
 
     Returns:
         ``model``.
@@ -181,11 +179,11 @@ def optimize_for_training(model: nn.Module,
                                f'optimise the plain model for training')
         swapper = Swapper(backbone)
         if backbone.family == 'cmt':
-            optimize_cmt_for_training(backbone, swapper, gelu_batchnorm, in_place_residuals)
+            optimize_cmt_for_training(backbone, swapper, gelu_batchnorm)
         elif backbone.family == 'crossformer':
             optimize_crossformer_for_training(backbone, swapper, space_to_depth)
         elif backbone.family == 'van':
-            optimize_van_for_training(backbone, swapper, phase_form, in_place_residuals)
+            optimize_van_for_training(backbone, swapper, phase_form)
         for module in backbone.modules():
             if recomputed_attention and isinstance(module, (TokenAttention, LightweightMHSA)):
                 module.kernel = recomputed_bias_kernel

@@ -4,16 +4,15 @@ Inference (:func:`optimize_van_for_inference`, on a deployed backbone): LKA's di
 convolution in its phase form (:class:`~mmhybrid.accel.layers.PhaseDilatedConv2d`); the
 attention's GELU in place on its first projection's output; the MLP in bands of rows (its
 hidden maps have 8x the channels in stages 1-2) with the depth-wise conv and its GELU in one
-call; the shortcut and residual sums written into the branches' buffers. Training
-(:func:`optimize_van_for_training`): the phase form and the in-place residual sums.
+call. Training (:func:`optimize_van_for_training`): the phase form.
 """
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from mmhybrid.models.backbones.van import VANAttention, VANBlock, VANMlp
-from .layers import PhaseDilatedConv2d, add_residual
+from mmhybrid.models.backbones.van import VANAttention, VANMlp
+from .layers import PhaseDilatedConv2d
 from .ops import act_, conv_gelu, map_row_bands, rows_per_band
 
 
@@ -36,20 +35,6 @@ class FastVANMlp(VANMlp):
         return self.fc2(conv_gelu(self.dwconv, self.act, self.fc1(x)))
 
 
-class ResidualVANBlock(VANBlock):
-    """:class:`VANBlock` whose residual sums are written into the branches' buffers
-    (:func:`~mmhybrid.accel.layers.add_residual`), training and inference."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.shortcut_scale is not None:  # deployed: the attention's output, overwritten
-            x = self.attn(x).addcmul_(x, self.shortcut_scale[:, None, None])
-            return add_residual(self.mlp(x), x)
-        x = add_residual(self.drop_path(self._scale(self.attn(self.norm1(x)),
-                                                    self.layer_scale_1)), x)
-        return add_residual(self.drop_path(self._scale(self.mlp(self.norm2(x)),
-                                                       self.layer_scale_2)), x)
-
-
 def _phase_form(backbone: nn.Module, swap: Callable[..., bool]) -> None:
     for module in backbone.modules():
         if PhaseDilatedConv2d.fits(module):
@@ -64,15 +49,10 @@ def optimize_van_for_inference(backbone: nn.Module, swap: Callable[..., bool],
         for block in stage.blocks:
             swap(block.attn, FastVANAttention)
             swap(block.mlp, FastVANMlp)
-            swap(block, ResidualVANBlock)
 
 
 def optimize_van_for_training(backbone: nn.Module, swap: Callable[..., bool],
-                              phase_form: bool, in_place_residuals: bool) -> None:
+                              phase_form: bool) -> None:
     """Swaps the training savers into VAN (see the module docstring)."""
     if phase_form:
         _phase_form(backbone, swap)
-    if in_place_residuals:
-        for stage in backbone.stages:
-            for block in stage.blocks:
-                swap(block, ResidualVANBlock)
