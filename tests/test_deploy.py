@@ -305,3 +305,24 @@ def test_benchmark_onnx_times_the_folded_file(tmp_path, capsys):
     calls = []
     medians = tool.alternating_medians([lambda: calls.append('a'), lambda: calls.append('b')], 3)
     assert calls == ['a', 'b'] * 4 and len(medians) == 2
+
+
+def test_a_failed_check_exits_1_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """An export whose onnxruntime check fails is not bad input: the tool prints one message,
+    exits 1 (2 is for bad input) and leaves no file behind."""
+    import importlib.util
+
+    import mmhybrid.deploy.export as export
+    spec = importlib.util.spec_from_file_location('export_onnx_tool',
+                                                  REPO / 'tools/deploy/export_onnx.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = tiny_config(tmp_path, 'VAN', SEG_CONFIGS['VAN'])
+    checkpoint = save_checkpoint(config, tmp_path / 'model.pth')
+    monkeypatch.setattr(export, 'CHECK_RTOL', -1.0)  # every comparison now fails
+    out = tmp_path / 'fixed.onnx'
+    assert tool.main([str(config), str(checkpoint), str(out), '--shape', '64', '96']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'onnxruntime differs from PyTorch' in err
+    assert 'Traceback' not in err
+    assert not out.exists() and not list(tmp_path.glob('*.onnx*'))

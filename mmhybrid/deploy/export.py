@@ -41,6 +41,10 @@ class ExportError(ValueError):
     """The config, checkpoint or size cannot be exported (the message names why)."""
 
 
+class ExportFailedError(ExportError):
+    """The exporter failed on a valid input, or onnxruntime's outputs differ from PyTorch's."""
+
+
 @dataclass
 class ExportResult:
     files: List[str]
@@ -187,15 +191,15 @@ def _compare(path: str, session, graph: nn.Module,
     for name, got, ref in zip(graph.output_names, outputs, expected):
         ref = ref.numpy()
         if got.shape != ref.shape:
-            raise ExportError(f'{osp.basename(path)}: output {name} has shape {got.shape} in '
-                              f'onnxruntime but {ref.shape} in PyTorch')
+            raise ExportFailedError(f'{osp.basename(path)}: output {name} has shape '
+                                    f'{got.shape} in onnxruntime but {ref.shape} in PyTorch')
         scale = max(float(np.abs(ref).max()), 1e-12) if ref.size else 1.0
         err = float(np.abs(got - ref).max()) / scale if ref.size else 0.0
         worst = max(worst, err)
     shape = tuple(next(iter(feeds.values())).shape)
     if worst > CHECK_RTOL:
-        raise ExportError(f'{osp.basename(path)}: onnxruntime differs from PyTorch at input '
-                          f'{shape} by {worst:.2e} (relative; limit {CHECK_RTOL:g})')
+        raise ExportFailedError(f'{osp.basename(path)}: onnxruntime differs from PyTorch at '
+                                f'input {shape} by {worst:.2e} (relative; limit {CHECK_RTOL:g})')
     return dict(input=list(shape), max_rel_error=worst)
 
 
@@ -332,7 +336,7 @@ def export_onnx(config: str,
     except ExportError:
         raise
     except Exception as error:  # the exporter's own errors: say which graph failed
-        raise ExportError(f'exporting {config} failed: {type(error).__name__}: '
+        raise ExportFailedError(f'exporting {config} failed: {type(error).__name__}: '
                           f'{str(error).splitlines()[0] if str(error) else ""}') from error
     finally:
         for tmp, _ in temporary:

@@ -3,8 +3,9 @@
 Exit status of every tool under ``tools/``: 0 when it did its work; 2 when what it was given
 cannot be used (a missing config or data, a corrupt or unfitting checkpoint, a malformed
 argument, an output that would overwrite files), as argparse does for bad usage; 1 when the work
-itself failed (a step of ``tools/demo.py``) or a check the user asked for found a difference
-(``tools/model_zoo.py --check``). Bad input ends with one ``error:`` message naming the problem
+itself failed (a step of ``tools/demo.py``, the exporter on a valid model) or a check the user
+asked for found a difference (``tools/model_zoo.py --check``, the onnxruntime check of
+``tools/deploy/export_onnx.py``). Bad input ends with one ``error:`` message naming the problem
 and what to do, never a traceback.
 """
 import os.path as osp

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mmhybrid.engine import BadInputError, bad_input_exits, exit_bad_input
     try:
-        from mmhybrid.deploy import ExportError, export_onnx
+        from mmhybrid.deploy import ExportError, ExportFailedError, export_onnx
     except ImportError as error:  # onnx / onnxruntime / onnxscript missing
         exit_bad_input(f'{error}; install the deploy extra: pip install -e .[deploy]')
     with bad_input_exits():  # one message and exit status 2, no traceback
@@ -65,6 +65,9 @@ def main(argv=None) -> int:
                                  check=not args.no_check, overwrite=args.overwrite,
                                  cfg_options=args.cfg_options,
                                  switch_to_deploy=args.switch_to_deploy)
+        except ExportFailedError as error:  # the input was fine, the export or its check not
+            print(f'error: {error}', file=sys.stderr)
+            return 1
         except (ExportError, FileNotFoundError) as error:
             raise BadInputError(str(error)) from error
     for check in result.checks:
