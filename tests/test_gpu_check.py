@@ -33,7 +33,7 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def dry(tmp_path_factory):
     """A bundle and one dry run of every part: ``(bundle, results, work, process)``."""
     root = tmp_path_factory.mktemp('gpu_check')
