@@ -6,6 +6,7 @@ they do with hooks. The fast paths themselves are tested next to their family (t
 test_crossformer.py, test_van.py) and in test_memory.py / test_accel_linear.py.
 """
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from mmhybrid.accel.ops import linear_act
 from mmhybrid.models.layers import Mlp, grouped_attention, padding_bias
 
 FAMILIES = sorted(CONTRACT_MODELS)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def build(name: str, **overrides) -> nn.Module:
@@ -312,3 +314,21 @@ def test_short_key_kernel_steps_aside(case, monkeypatch):
         out = grouped_attention(q, k, v, kernel=short_key_kernel)
     assert calls == []
     torch.testing.assert_close(out, grouped_attention(q, k, v))
+
+
+def test_the_ablation_script_knows_every_fast_path():
+    # benchmarks/fast_path_ablation.py (docs/benchmarks.md) puts each fast path back to the plain
+    # module; every one of its paths is found in some optimised family, and once all are put
+    # back, no module of mmhybrid.accel is left.
+    import sys
+    sys.path.insert(0, str(REPO / 'benchmarks'))
+    import fast_path_ablation as ablation
+    found = dict.fromkeys(ablation.PATHS, 0)
+    for name in CONTRACT_MODELS:
+        model = optimize_for_inference(build(name), onednn_linear=False)
+        for path in ablation.PATHS:
+            found[path] += ablation.without(model, path)[1]
+        left = [type(m).__name__ for m in model.modules() if type(m).__module__.startswith(
+            'mmhybrid.accel')]
+        assert not left, (name, left)
+    assert all(found.values()), found
