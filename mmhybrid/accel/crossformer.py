@@ -2,8 +2,9 @@
 
 Inference (:func:`optimize_crossformer_for_inference`): each block attends in chunks of groups
 and runs its MLP in bands of rows (:class:`ChunkedCrossFormerBlock`), its windows of few keys
-through :func:`~mmhybrid.accel.attention.short_key_kernel`. Training (:func:`optimize_crossformer_for_training`): the first
-layer's 16x16 and 32x32 kernels of stride 4 as space-to-depth convolutions
+through :func:`~mmhybrid.accel.attention.short_key_kernel` (small chunks of logits: a lower
+peak). Training (:func:`optimize_crossformer_for_training`): the first layer's 16x16 and 32x32
+kernels of stride 4 as space-to-depth convolutions
 (:class:`~mmhybrid.accel.layers.SpaceToDepthConv2d`).
 """
 from typing import Callable, List, Tuple
