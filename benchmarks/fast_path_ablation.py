@@ -2,20 +2,20 @@
 against copies of it with one path put back to the plain module.
 
 ``time``: the optimised backbone and one copy per path that applies, in one process, forwards
-alternating; prints each copy's median over the optimised one's ("without / with": above 1 the
-path is faster). ``peak``: one variant per process (``--path``), the growth of the process's peak
-RSS over two forwards; run it once per path and repetition. Random weights and BatchNorm
+alternating (``mmhybrid.utils.benchmark.alternating_medians``); prints each copy's median over
+the optimised one's ("without / with": above 1 the path is faster). ``peak``: one variant per
+process (``--path``), the growth of the process's peak RSS over two forwards; run it once per
+path and repetition. Random weights and BatchNorm
 statistics, fp32, batch 1, CPU. Results: docs/benchmarks.md ("What each CPU fast path gains").
 
     python benchmarks/fast_path_ablation.py time crossformer-s --size 800 1344 --rounds 5
     python benchmarks/fast_path_ablation.py peak van-b2 --size 800 1344 --path van_mlp
 """
 import argparse
+import contextlib
 import copy
 import json
 import resource
-import statistics
-import time
 from typing import Dict, List, Tuple
 
 import torch
@@ -29,6 +29,7 @@ from mmhybrid.accel import van as accel_van
 from mmhybrid.models.backbones import cmt, crossformer, van
 from mmhybrid.models.layers import Mlp
 from mmhybrid.registry import MODELS
+from mmhybrid.utils.benchmark import alternating_medians
 
 MODELS_TO_BUILD = {
     'crossformer-s': dict(type='mmhybrid.CrossFormer', arch='small'),
@@ -92,18 +93,10 @@ def time_paths(name: str, size: List[int], rounds: int) -> None:
         if count:
             variants[path] = model
     x = torch.randn(1, 3, *size)
-    times: Dict[str, List[float]] = {key: [] for key in variants}
-    with torch.no_grad():
-        for model in variants.values():
-            model(x)
-        for _ in range(rounds):
-            for key, model in variants.items():
-                start = time.perf_counter()
-                model(x)
-                times[key].append(time.perf_counter() - start)
-    base = statistics.median(times['all'])
-    for key, values in times.items():
-        median = statistics.median(values)
+    medians = alternating_medians(variants, x, rounds, contextlib.nullcontext(), 'cpu')
+    base = medians['all_median_s']
+    for key in variants:
+        median = medians[f'{key}_median_s']
         print(json.dumps(dict(model=name, size=size, without=key, median_s=median,
                               without_over_with=median / base)))
 

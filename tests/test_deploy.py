@@ -275,14 +275,19 @@ def test_export_and_infer_tools(tmp_path):
         assert picture is not None and picture.shape[:2] == (120, 170)
 
 
+def _load_tool(name: str):
+    """The module of ``tools/deploy/<name>.py``, to call its ``main`` in this process."""
+    spec = importlib.util.spec_from_file_location(f'_{name}', REPO / 'tools/deploy' / f'{name}.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
 def test_benchmark_onnx_times_the_folded_file(tmp_path, capsys):
     """tools/deploy/benchmark_onnx.py --switch-to-deploy: both files (as built and folded) are
     exported, checked against the unfolded model at every size (random BatchNorm statistics,
     so the fold changes the weights) and timed; one table row per config."""
-    spec = importlib.util.spec_from_file_location('_benchmark_onnx',
-                                                  REPO / 'tools/deploy/benchmark_onnx.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _load_tool('benchmark_onnx')
     config = tiny_config(tmp_path, 'TransCNN', SEG_CONFIGS['TransCNN'])
     threads = torch.get_num_threads()
     try:
@@ -310,13 +315,8 @@ def test_benchmark_onnx_times_the_folded_file(tmp_path, capsys):
 def test_a_failed_check_exits_1_and_writes_nothing(tmp_path, monkeypatch, capsys):
     """An export whose onnxruntime check fails is not bad input: the tool prints one message,
     exits 1 (2 is for bad input) and leaves no file behind."""
-    import importlib.util
-
     import mmhybrid.deploy.export as export
-    spec = importlib.util.spec_from_file_location('export_onnx_tool',
-                                                  REPO / 'tools/deploy/export_onnx.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _load_tool('export_onnx')
     config = tiny_config(tmp_path, 'VAN', SEG_CONFIGS['VAN'])
     checkpoint = save_checkpoint(config, tmp_path / 'model.pth')
     monkeypatch.setattr(export, 'CHECK_RTOL', -1.0)  # every comparison now fails
